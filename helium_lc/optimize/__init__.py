@@ -1,0 +1,18 @@
+"""Plan rewrite rules (one per file), the fixpoint driver, and lowering to LangGraph.
+
+Example:
+    >>> [r.name for r in default_rules(cache_lookup=lambda op: None)]
+    ['prompt_cache', 'prune', 'cse']
+"""
+
+from helium_lc.optimize.base import Rule, is_contractible
+from helium_lc.optimize.cache_substitution import PromptCacheSubstitution
+from helium_lc.optimize.cse import CommonSubexpressionElimination
+from helium_lc.optimize.driver import OptimizeResult, RuleChange, default_rules, optimize
+from helium_lc.optimize.lower import lower
+from helium_lc.optimize.prune import Prune
+
+__all__ = [
+    "Rule", "is_contractible", "PromptCacheSubstitution", "CommonSubexpressionElimination",
+    "OptimizeResult", "RuleChange", "default_rules", "optimize", "lower", "Prune",
+]

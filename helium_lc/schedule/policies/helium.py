@@ -1,0 +1,286 @@
+"""Helium's cache-aware scheduling (CAS, ALGORITHMS.md §4) with cost-based placement.
+
+Organising rule: *order by the TRT, place by cost.*
+
+1. Order. Walk the Templated Radix Tree depth first; at each node visit children by
+   longest remaining critical path, then earliest estimated start, then fewest unmet
+   dependencies on sibling subtrees, then arrival. Template nodes met in that walk are
+   grouped by static prefix. The global priority list is nested: operator by operator
+   across groups (each static prefix is used in one stretch), row by row inside a group
+   (each row's own context is reused while resident). A final Kahn pass keeps every call
+   after its dependencies; when nothing is ready it forces the highest-priority call whose
+   dependencies are all placed, so progress is guaranteed.
+2. Place. The unit of placement is a (group, row) bundle. Bundles are packed group by
+   group onto workers, filling each worker up to an even share of the estimated work, on
+   the worker where the group's prefix is already resident or planned when that is not
+   worse than the least-loaded one by more than the prefix's prefill. A hot group whose
+   work exceeds one share spills over to more workers (its prefix is replicated). A local
+   search then moves bundles off the most loaded worker while that lowers the maximum.
+3. Warm. Each worker gets the static prefixes (>= ``warm_min_tokens``, block aligned) of
+   the groups it will serve and does not already hold.
+
+Example:
+    >>> from helium_lc.schedule.snapshot import PendingCall, Snapshot, WorkerView
+    >>> from helium_lc.schedule.cost import CostModel
+    >>> a, b = (1,) * 8, (2,) * 8
+    >>> calls = [PendingCall(f"{n}{r}", s + (9, r), template_key=(s, "q"), row=r, arrival_seq=i)
+    ...          for i, (r, n, s) in enumerate([(0, "a", a), (0, "b", b), (1, "a", a), (1, "b", b)])]
+    >>> snap = Snapshot(calls=tuple(calls), workers=(WorkerView(0),), cost=CostModel(block_size=4))
+    >>> helium(snap).order[0]
+    ('a0', 'a1', 'b0', 'b1')
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Hashable
+
+from helium_lc.schedule.policies._common import assignment_from, topo_order, unique_tokens
+from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot
+from helium_lc.schedule.trt import TemplatedRadixTree, TRTNode
+
+
+@dataclass(frozen=True)
+class HeliumOptions:
+    """Knobs of the Helium policy; validated on construction."""
+
+    warm_min_tokens: int = 192          # warm only static prefixes at least this long
+    exhaustive_max_workers: int = 8     # up to this many workers, every worker is a candidate
+    max_improve_moves: int = 256        # local-search moves after packing
+
+    def __post_init__(self) -> None:
+        for name in ("warm_min_tokens", "exhaustive_max_workers", "max_improve_moves"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"HeliumOptions.{name} must be >= 0, got {getattr(self, name)!r}.")
+
+
+def _critical_paths(snapshot: Snapshot, order: list[Hashable], by_id: dict[Hashable, PendingCall],
+                    batch: int) -> tuple[dict[Hashable, float], dict[Hashable, float]]:
+    """Per call: estimated earliest start and longest remaining path (both in seconds)."""
+    cost = snapshot.cost
+    dur = {cid: cost.prefill_s(len(by_id[cid].prompt_token_ids))
+           + cost.decode_s(by_id[cid].est_output_tokens, batch) for cid in order}
+    start: dict[Hashable, float] = {}
+    for cid in order:
+        c = by_id[cid]
+        s = cost.step_s(1) if (not c.ready and not any(d in by_id for d in c.deps)) else 0.0
+        for d in c.deps:
+            if d in by_id:
+                s = max(s, start[d] + dur[d])
+        start[cid] = s
+    cp: dict[Hashable, float] = {}
+    dependents: dict[Hashable, list[Hashable]] = {}
+    for cid in order:
+        for d in by_id[cid].deps:
+            if d in by_id:
+                dependents.setdefault(d, []).append(cid)
+    for cid in reversed(order):
+        cp[cid] = dur[cid] + max((cp[n] for n in dependents.get(cid, ())), default=0.0)
+    return start, cp
+
+
+def _priority_list(snapshot: Snapshot, trt: TemplatedRadixTree, start: dict[Hashable, float],
+                   cp: dict[Hashable, float]) -> list[Hashable]:
+    """Nested sequences: groups (static prefixes) in TRT DFS order, rows inside a group."""
+    calls = trt.calls
+    agg: dict[int, tuple[float, float, int]] = {}
+    post = list(trt.iter_nodes())
+    for node in reversed(post):
+        vals = [(-cp[c], start[c], calls[c].arrival_seq) for c in node.call_ids]
+        vals += [agg[ch.node_id] for ch in node.children.values()]
+        agg[node.node_id] = (min(v[0] for v in vals), min(v[1] for v in vals), min(v[2] for v in vals))
+    # unmet dependencies of each child's subtree on its siblings' subtrees
+    unmet: dict[int, int] = {}
+    for node in post:
+        if len(node.children) < 2:
+            continue
+        owner = {cid: ch.node_id for ch in node.children.values() for cid in trt.subtree_call_ids(ch)}
+        for ch in node.children.values():
+            unmet[ch.node_id] = sum(1 for cid in trt.subtree_call_ids(ch) for d in trt.deps[cid]
+                                    if owner.get(d, ch.node_id) != ch.node_id)
+
+    def child_key(n: TRTNode) -> tuple[float, float, int, int, int]:
+        a = agg[n.node_id]
+        return (a[0], a[1], unmet.get(n.node_id, 0), a[2], n.node_id)
+
+    groups: dict[tuple[int, ...], list[TRTNode]] = {}
+    for node in trt.iter_nodes(child_key):
+        if node.call_ids:
+            groups.setdefault(trt.static_prefix_tokens(node.call_ids[0]), []).append(node)
+    out: list[Hashable] = []
+    for nodes in groups.values():
+        rank = {n.node_id: i for i, n in enumerate(nodes)}
+        rows: dict[object, list[Hashable]] = {}
+        for n in nodes:
+            for cid in n.call_ids:
+                r = calls[cid].row
+                rows.setdefault(("row", r) if r is not None else ("call", cid), []).append(cid)
+        row_lists = sorted(rows.values(), key=lambda ids: min(calls[c].arrival_seq for c in ids))
+        for ids in row_lists:
+            ids.sort(key=lambda c: (start[c], rank[trt.leaf_of[c].node_id], calls[c].arrival_seq))
+            out.extend(ids)
+    return out
+
+
+@dataclass
+class _Unit:
+    group: tuple[int, ...]
+    call_ids: list[Hashable]
+    prefill_tokens: int        # unique tokens beyond the group's static prefix
+    decode_work_s: float
+    first_prompt: tuple[int, ...]
+
+
+def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignment:
+    """Helium CAS: order by the TRT, place (group, row) bundles by cost, warm static prefixes."""
+    opts = options or HeliumOptions()
+    if not snapshot.calls:
+        return assignment_from(snapshot, [], {})
+    cost, bs = snapshot.cost, snapshot.cost.block_size
+    workers = snapshot.live_workers
+    by_id = {c.call_id: c for c in snapshot.calls}
+    batch = max(1, min(min(w.max_num_seqs for w in workers), len(by_id) // len(workers)))
+    trt = TemplatedRadixTree.build(snapshot.calls)
+    start, cp = _critical_paths(snapshot, topo_order(snapshot.calls, lambda c: c.arrival_seq), by_id, batch)
+    priority = _priority_list(snapshot, trt, start, cp)
+
+    # ---- bundles of (group, row), in priority order
+    units: dict[tuple[object, ...], _Unit] = {}
+    for cid in priority:
+        c = by_id[cid]
+        g = trt.static_prefix_tokens(cid)
+        g = g[: len(g) - len(g) % bs]
+        k = (g, c.row) if c.row is not None else (g, "call", cid)
+        u = units.get(k)
+        if u is None:
+            u = units[k] = _Unit(g, [], 0, 0.0, c.prompt_token_ids)
+        u.call_ids.append(cid)
+        u.decode_work_s += c.est_output_tokens * cost.step_s(batch) / batch
+    for u in units.values():
+        prompts = [by_id[c].prompt_token_ids for c in u.call_ids]
+        u.prefill_tokens = max(0, unique_tokens(prompts, bs) - len(u.group))
+    unit_list = list(units.values())
+    worker_of_unit = _place(snapshot, unit_list, opts, batch)
+
+    worker_of = {cid: worker_of_unit[i] for i, u in enumerate(unit_list) for cid in u.call_ids}
+    rank = {cid: i for i, cid in enumerate(priority)}
+    final = topo_order(snapshot.calls, key=lambda c: rank[c.call_id])
+    warm: dict[int, list[tuple[int, ...]]] = {}
+    view = {w.worker_id: w for w in workers}
+    for i, u in enumerate(unit_list):
+        w = worker_of_unit[i]
+        if (len(u.group) >= max(opts.warm_min_tokens, bs) and u.group not in warm.setdefault(w, [])
+                and view[w].resident.peek(u.group) < len(u.group)):
+            warm[w].append(u.group)
+    return assignment_from(snapshot, final, worker_of, {w: tuple(p) for w, p in warm.items() if p})
+
+
+def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: int) -> list[int]:
+    """Worker id per unit: pack groups onto workers up to an even share, by cost."""
+    cost = snapshot.cost
+    workers = snapshot.live_workers
+    wids = [w.worker_id for w in workers]
+    view = {w.worker_id: w for w in workers}
+    load = {w.worker_id: w.queued_work_s for w in workers}
+    holders: dict[tuple[int, ...], set[int]] = {}
+    resident_cache: dict[tuple[tuple[int, ...], int], int] = {}
+
+    def resident(tokens: tuple[int, ...], w: int) -> int:
+        key = (tokens, w)
+        if key not in resident_cache:
+            resident_cache[key] = view[w].resident.peek(tokens)
+        return resident_cache[key]
+
+    def prefix_s(u: _Unit, w: int) -> float:
+        if not u.group or w in holders.get(u.group, ()):
+            return 0.0
+        return cost.prefill_s(len(u.group) - resident(u.group, w))
+
+    unit_cache: dict[tuple[int, int], float] = {}
+
+    def unit_s(u: _Unit, w: int) -> float:
+        key = (id(u), w)
+        if key not in unit_cache:
+            extra = 0
+            if resident(u.group, w) == len(u.group):  # row context can only sit past the prefix
+                extra = max(0, view[w].resident.peek(u.first_prompt) - len(u.group))
+            unit_cache[key] = cost.prefill_s(max(0, u.prefill_tokens - extra)) + u.decode_work_s
+        return unit_cache[key]
+
+    total = sum(load.values()) + sum(cost.prefill_s(u.prefill_tokens) + u.decode_work_s for u in units)
+    total += sum(cost.prefill_s(len(g)) for g in {u.group for u in units})
+    share = total / len(wids)
+    heap = [(load[w], w) for w in wids]
+    heapq.heapify(heap)
+
+    def least_loaded() -> int:
+        while True:
+            l, w = heap[0]
+            if l == load[w]:
+                return w
+            heapq.heapreplace(heap, (load[w], w))
+
+    def candidates(u: _Unit) -> list[int]:
+        if len(wids) <= opts.exhaustive_max_workers:
+            return wids
+        c = {least_loaded()}
+        held = holders.get(u.group)
+        if held:
+            c.add(min(held, key=lambda w: (load[w], w)))
+        return sorted(c)
+
+    placed: list[int] = [-1] * len(units)
+    current: dict[tuple[int, ...], int] = {}   # the worker a group is being packed onto
+    for i, u in enumerate(units):
+        w = current.get(u.group)
+        if w is None or load[w] + unit_s(u, w) > share * 1.0001:
+            w = min(candidates(u), key=lambda v: (load[v] + prefix_s(u, v) + unit_s(u, v), load[v], v))
+            current[u.group] = w
+        load[w] += prefix_s(u, w) + unit_s(u, w)
+        holders.setdefault(u.group, set()).add(w)
+        heapq.heappush(heap, (load[w], w))
+        placed[i] = w
+    _improve(units, placed, load, opts, prefix_s_fn=lambda u, w, held: (
+        0.0 if (not u.group or w in held) else cost.prefill_s(len(u.group) - resident(u.group, w))),
+        unit_s=unit_s, wids=wids)
+    return placed
+
+
+def _improve(units: list[_Unit], placed: list[int], load: dict[int, float], opts: HeliumOptions,
+             prefix_s_fn, unit_s, wids: list[int]) -> None:
+    """Move bundles off the most loaded worker while that lowers the maximum load."""
+    if len(wids) < 2:
+        return
+    on: dict[int, dict[tuple[int, ...], int]] = {w: {} for w in wids}
+    by_w: dict[int, list[int]] = {w: [] for w in wids}
+    for i, u in enumerate(units):
+        on[placed[i]][u.group] = on[placed[i]].get(u.group, 0) + 1
+        by_w[placed[i]].append(i)
+    for _ in range(opts.max_improve_moves):
+        src = max(wids, key=lambda w: (load[w], -w))
+        best = None
+        for i in reversed(by_w[src][-64:]):
+            u = units[i]
+            gain = unit_s(u, src) + (prefix_s_fn(u, src, ()) if on[src][u.group] == 1 else 0.0)
+            targets = wids if len(wids) <= opts.exhaustive_max_workers else [min(wids, key=lambda w: load[w])]
+            for dst in targets:
+                if dst == src:
+                    continue
+                add = unit_s(u, dst) + prefix_s_fn(u, dst, () if on[dst].get(u.group) is None else (dst,))
+                new_max = max(load[src] - gain, load[dst] + add)
+                if new_max < load[src] - 1e-9 and (best is None or new_max < best[0]):
+                    best = (new_max, i, dst, gain, add)
+        if best is None:
+            return
+        _, i, dst, gain, add = best
+        u = units[i]
+        load[src] -= gain
+        load[dst] += add
+        on[src][u.group] -= 1
+        if on[src][u.group] == 0:
+            del on[src][u.group]
+        on[dst][u.group] = on[dst].get(u.group, 0) + 1
+        by_w[src].remove(i)
+        by_w[dst].append(i)
+        placed[i] = dst
