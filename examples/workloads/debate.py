@@ -12,6 +12,7 @@ Graph::
                                                      \\--(else)--> conclude --> END
 
 LLM calls per input: ``num_agents * num_rounds``. Nodes are sync (``invoke`` and ``ainvoke`` both work).
+Each round takes two LangGraph steps: past 11 rounds, raise ``recursion_limit`` in the run config.
 
 Example:
     >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel

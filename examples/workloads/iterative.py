@@ -11,6 +11,7 @@ Graph::
 
 LLM calls per input: ``num_chunks``. Prompts are ChatPromptTemplates with a fixed system prompt
 (the shared prefix across all calls and inputs). The node is async: use ``ainvoke``/``abatch``.
+Each chunk is one LangGraph step: past 24 chunks, raise ``recursion_limit`` in the run config.
 
 Example:
     >>> import asyncio

@@ -145,10 +145,14 @@ def make_inputs(num_inputs: int, seed: int = 0, **params: Any) -> list[dict[str,
     """``num_inputs`` synthetic (context, question) pairs of the requested lengths."""
     p = resolve_params(NAME, DEFAULTS, params)
     _check_pattern(p)
-    return [{"context": synthetic_text(words_for_tokens(p["context_tokens"]), seed=2 * (seed * 100_003 + row)),
-             "question": synthetic_text(words_for_tokens(p["question_tokens"]),
-                                        seed=2 * (seed * 100_003 + row) + 1) + "?"}
-            for row in range(num_inputs)]
+    inputs = []
+    for row in range(num_inputs):
+        row_seed = 2 * (seed * 100_003 + row)
+        inputs.append({
+            "context": synthetic_text(words_for_tokens(p["context_tokens"]), seed=row_seed),
+            "question": synthetic_text(words_for_tokens(p["question_tokens"]), seed=row_seed + 1) + "?",
+        })
+    return inputs
 
 
 if __name__ == "__main__":

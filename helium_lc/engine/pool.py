@@ -189,7 +189,7 @@ class WorkerPool:
         kw = self._worker_kwargs
         return VLLMWorker(worker_id, self.model_path, VLLMWorkerConfig(
             kv_cache_gib=kw["kv_cache_gib"], max_model_len=kw["max_model_len"],
-            max_num_seqs=kw["max_num_seqs"], block_size=kw["block_size"],
+            max_num_seqs=kw["max_num_seqs"], block_size=kw["block_size"] or default_block_size(),
             dtype=kw["dtype"] or default_dtype(), enforce_eager=kw["enforce_eager"],
             cpu_cores=cpu_cores_for(worker_id, self.num_workers),
             extra_engine_args=tuple(sorted(kw["extra"].items())),
@@ -473,6 +473,16 @@ def default_dtype() -> str:
     answers); see docs/decisions.md.
     """
     return "bfloat16"
+
+
+def default_block_size() -> int | None:
+    """32 tokens on CPU (the smallest vLLM-CPU accepts; vLLM's 128 would leave a 100-token system
+    prompt uncached), the engine's own default elsewhere."""
+    try:
+        from vllm.platforms import current_platform
+        return 32 if current_platform.is_cpu() else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def cpu_cores_for(worker_id: int, num_workers: int) -> str | None:

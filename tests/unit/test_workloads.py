@@ -21,7 +21,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from examples.workloads import WORKLOADS, data, stocks  # noqa: E402
-from examples.workloads import debate, iterative, mapred, parallel, prefix_sweep, reflect, trading  # noqa: E402
+from examples.workloads import (  # noqa: E402
+    debate, iterative, mapred, parallel, prefix_sweep, reflect, trading)
 from examples.workloads._common import resolve_params  # noqa: E402
 
 
@@ -140,7 +141,8 @@ def test_parallel_fans_out_expert_by_chunk() -> None:
     assert parallel.num_llm_calls(num_experts=2, num_chunks=3) == 7 and len(llm.calls) == 14
     for out in outs:
         for chunk in out["chunks"]:
-            same = [c for c in llm.calls if chunk in c[1].content and system_of(c) == parallel.ANALYST_SYSTEM]
+            same = [c for c in llm.calls
+                    if chunk in c[1].content and system_of(c) == parallel.ANALYST_SYSTEM]
             assert len(same) == 2   # both experts read this chunk, behind the same system prompt
             assert len({c[1].content.split("You are the")[0] for c in same}) == 1
         assert len(out["notes"]) == 6 and out["report"].startswith("reply-")

@@ -130,6 +130,7 @@ class _Unit:
     prefill_tokens: int        # unique tokens beyond the group's static prefix
     decode_work_s: float
     first_prompt: tuple[int, ...]
+    level: int = 0             # longest dependency chain before any of its calls
 
 
 def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignment:
@@ -142,25 +143,34 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
     by_id = {c.call_id: c for c in snapshot.calls}
     batch = max(1, min(min(w.max_num_seqs for w in workers), len(by_id) // len(workers)))
     trt = TemplatedRadixTree.build(snapshot.calls)
-    start, cp = _critical_paths(snapshot, topo_order(snapshot.calls, lambda c: c.arrival_seq), by_id, batch)
+    topo = topo_order(snapshot.calls, lambda c: c.arrival_seq)
+    start, cp = _critical_paths(snapshot, topo, by_id, batch)
+    level: dict[Hashable, int] = {}
+    for cid in topo:
+        level[cid] = 1 + max((level[d] for d in by_id[cid].deps if d in by_id), default=-1)
     priority = _priority_list(snapshot, trt, start, cp)
 
     # ---- bundles of (group, row), in priority order
     units: dict[tuple[object, ...], _Unit] = {}
+    group_of_node: dict[int, tuple[int, ...]] = {}
     for cid in priority:
         c = by_id[cid]
-        g = trt.static_prefix_tokens(cid)
-        g = g[: len(g) - len(g) % bs]
+        node_id = trt.leaf_of[cid].node_id
+        g = group_of_node.get(node_id)
+        if g is None:
+            g = trt.static_prefix_tokens(cid)
+            g = group_of_node[node_id] = g[: len(g) - len(g) % bs]
         k = (g, c.row) if c.row is not None else (g, "call", cid)
         u = units.get(k)
         if u is None:
             u = units[k] = _Unit(g, [], 0, 0.0, c.prompt_token_ids)
         u.call_ids.append(cid)
+        u.level = max(u.level, level[cid])
         u.decode_work_s += c.est_output_tokens * cost.step_s(batch) / batch
     for u in units.values():
         prompts = [by_id[c].prompt_token_ids for c in u.call_ids]
         u.prefill_tokens = max(0, unique_tokens(prompts, bs) - len(u.group))
-    unit_list = list(units.values())
+    unit_list = sorted(units.values(), key=lambda u: u.level)  # stable: priority order inside a level
     worker_of_unit = _place(snapshot, unit_list, opts, batch)
 
     worker_of = {cid: worker_of_unit[i] for i, u in enumerate(unit_list) for cid in u.call_ids}
@@ -208,9 +218,17 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
             unit_cache[key] = cost.prefill_s(max(0, u.prefill_tokens - extra)) + u.decode_work_s
         return unit_cache[key]
 
-    total = sum(load.values()) + sum(cost.prefill_s(u.prefill_tokens) + u.decode_work_s for u in units)
-    total += sum(cost.prefill_s(len(g)) for g in {u.group for u in units})
-    share = total / len(wids)
+    # Cumulative even share per dependency level: later levels (which can only start when
+    # earlier ones finish) are spread over all workers instead of filling the last ones.
+    share_by_level: dict[int, float] = {}
+    running_total = sum(load.values())
+    seen_groups: set[tuple[int, ...]] = set()
+    for u in units:
+        running_total += cost.prefill_s(u.prefill_tokens) + u.decode_work_s
+        if u.group not in seen_groups:
+            seen_groups.add(u.group)
+            running_total += cost.prefill_s(len(u.group))
+        share_by_level[u.level] = running_total / len(wids)
     heap = [(load[w], w) for w in wids]
     heapq.heapify(heap)
 
@@ -234,12 +252,11 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
     current: dict[tuple[int, ...], int] = {}   # the worker a group is being packed onto
     for i, u in enumerate(units):
         w = current.get(u.group)
-        if w is None or load[w] + unit_s(u, w) > share * 1.0001:
+        if w is None or load[w] + unit_s(u, w) > share_by_level[u.level] * 1.0001:
             w = min(candidates(u), key=lambda v: (load[v] + prefix_s(u, v) + unit_s(u, v), load[v], v))
             current[u.group] = w
         load[w] += prefix_s(u, w) + unit_s(u, w)
         holders.setdefault(u.group, set()).add(w)
-        heapq.heappush(heap, (load[w], w))
         placed[i] = w
     _improve(units, placed, load, opts, prefix_s_fn=lambda u, w, held: (
         0.0 if (not u.group or w in held) else cost.prefill_s(len(u.group) - resident(u.group, w))),

@@ -1,0 +1,50 @@
+"""``helium-lc`` command line: ``provision``, ``demo``, ``bench``, ``explain``.
+
+Example:
+    $ helium-lc provision      # convert the default model once (idempotent)
+    $ helium-lc demo           # run the demo app on the default engine and model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="helium-lc", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("provision", help="find or create the converted default model folder")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cache-dir", default=None)
+    d = sub.add_parser("demo", help="run the demo LangGraph app on a real vLLM pool")
+    d.add_argument("--num-workers", type=int, default=1)
+    d.add_argument("--no-progress", action="store_true")
+    b = sub.add_parser("bench", help="run the benchmarks (see benchmarks/README.md)")
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.cmd == "provision":
+        from helium_lc.engine.model import ensure_default_model
+        path = ensure_default_model(args.cache_dir, progress=not args.quiet)
+        if not args.quiet:
+            print(path)
+        return 0
+    if args.cmd == "demo":
+        from helium_lc.demo import run_demo
+        return run_demo(num_workers=args.num_workers, progress=not args.no_progress)
+    if args.cmd == "bench":
+        import runpy
+        from pathlib import Path
+        script = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+        if not script.exists():
+            print(f"benchmarks/run.py not found next to the package ({script}); run from a source checkout.", file=sys.stderr)
+            return 2
+        sys.argv = [str(script), *args.args]
+        runpy.run_path(str(script), run_name="__main__")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""``HeliumConfig``: the frozen, validated options of :func:`helium_lc.accelerate`.
+
+Every optimisation can be switched off on its own, for comparisons and debugging:
+``prompt_cache`` (exact results of deterministic calls), ``dedup`` (identical in-flight
+calls share one model call), ``prune`` and ``cse`` (plan rewrites), ``warm`` (prefill
+static prefixes on the engines). ``route`` maps an OpenAI-compatible client's
+``base_url`` or model name to a :class:`~helium_lc.engine.pool.WorkerPool`.
+
+Example:
+    >>> cfg = HeliumConfig(prompt_cache=False, disabled_rules={"cse"})
+    >>> cfg.prompt_cache, sorted(cfg.disabled_rules), cfg.policy
+    (False, ['cse'], 'helium')
+    >>> HeliumConfig(policy="fastest")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown scheduling policy 'fastest'; choose one of: fifo, helium, lspf, opwise, prefix_affinity, random.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+__all__ = ["HeliumConfig", "policy_names", "rule_names"]
+
+_FALLBACK_POLICIES = ("fifo", "helium", "lspf", "opwise", "prefix_affinity", "random")
+_FALLBACK_RULES = ("cse", "prompt_cache", "prune")
+
+
+def policy_names() -> tuple[str, ...]:
+    """Names of the scheduling policies (from the registry when it imports)."""
+    try:
+        from helium_lc.schedule.policies import POLICIES
+    except Exception:  # noqa: BLE001 - the scheduler package is optional here
+        return _FALLBACK_POLICIES
+    return tuple(sorted(POLICIES))
+
+
+def rule_names() -> tuple[str, ...]:
+    """Names of the optimizer rules that ``disabled_rules`` may list."""
+    try:
+        from helium_lc.optimize.driver import RULE_NAMES
+    except Exception:  # noqa: BLE001
+        return _FALLBACK_RULES
+    return tuple(sorted(RULE_NAMES))
+
+
+def _check_bool(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if isinstance(value, bool) or (allow_none and value is None):
+        return
+    expected = "True, False or None" if allow_none else "True or False"
+    raise ValueError(f"HeliumConfig.{name} must be {expected}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class HeliumConfig:
+    """Options of an accelerated graph (validated on construction).
+
+    Attributes:
+        policy: scheduling policy name (see :func:`policy_names`).
+        prompt_cache: serve repeated deterministic calls from the prompt cache.
+        cache_path: a SQLite file for a cache shared across processes (None: in memory).
+        dedup: identical in-flight deterministic calls share one model call.
+        prune: drop plan operators (pure nodes) whose results nobody reads.
+        cse: merge identical pure LLM operators in the plan.
+        warm: prefill static prompt prefixes on the engines before a batch.
+        warm_threshold_tokens: only warm prefixes at least this long.
+        max_waiting_per_worker: cap on requests waiting (beyond the running batch) per engine.
+        progress: progress bar for batches; None = on for batches of more than 4 inputs on a TTY.
+        route: ``base_url`` or model name of an OpenAI-compatible client -> WorkerPool.
+        trace_capture: let capture run nodes on placeholder state (runs user code; opt-in).
+        disabled_rules: optimizer rule names to skip (see :func:`rule_names`).
+    """
+
+    policy: str = "helium"
+    prompt_cache: bool = True
+    cache_path: str | None = None
+    dedup: bool = True
+    prune: bool = True
+    cse: bool = True
+    warm: bool = True
+    warm_threshold_tokens: int = 200
+    max_waiting_per_worker: int | None = None
+    progress: bool | None = None
+    route: Mapping[str, Any] = field(default_factory=dict)
+    trace_capture: bool = False
+    disabled_rules: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.policy not in (names := policy_names()):
+            raise ValueError(f"unknown scheduling policy {self.policy!r}; choose one of: "
+                             f"{', '.join(names)}.")
+        for name in ("prompt_cache", "dedup", "prune", "cse", "warm", "trace_capture"):
+            _check_bool(name, getattr(self, name))
+        _check_bool("progress", self.progress, allow_none=True)
+        if self.cache_path is not None:
+            if not isinstance(self.cache_path, (str, os.PathLike)) or not os.fspath(self.cache_path):
+                raise ValueError(f"HeliumConfig.cache_path must be a file path or None, got "
+                                 f"{self.cache_path!r}.")
+            object.__setattr__(self, "cache_path", os.fspath(self.cache_path))
+        if not isinstance(self.warm_threshold_tokens, int) or isinstance(self.warm_threshold_tokens, bool) \
+                or self.warm_threshold_tokens < 0:
+            raise ValueError(f"HeliumConfig.warm_threshold_tokens must be an integer >= 0, got "
+                             f"{self.warm_threshold_tokens!r}.")
+        m = self.max_waiting_per_worker
+        if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
+            raise ValueError(f"HeliumConfig.max_waiting_per_worker must be None (no cap) or an "
+                             f"integer >= 1, got {m!r}.")
+        self._validate_route()
+        self._validate_rules()
+
+    def _validate_route(self) -> None:
+        if not isinstance(self.route, Mapping):
+            raise ValueError(f"HeliumConfig.route must map a base_url or model name to a WorkerPool, "
+                             f"got {type(self.route).__name__}; e.g. route={{'http://gpu:8000/v1': pool}}.")
+        for key, pool in self.route.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"HeliumConfig.route keys must be non-empty strings (a base_url or a "
+                                 f"model name), got {key!r}.")
+            if not callable(getattr(pool, "agenerate", None)):
+                raise ValueError(f"HeliumConfig.route[{key!r}] must be a WorkerPool (something with "
+                                 f"an agenerate method), got {type(pool).__name__}.")
+        object.__setattr__(self, "route", MappingProxyType(dict(self.route)))
+
+    def _validate_rules(self) -> None:
+        rules: Iterable[Any] = self.disabled_rules
+        if isinstance(rules, str):
+            raise ValueError(f"HeliumConfig.disabled_rules must be a set of rule names, got the string "
+                             f"{rules!r}; write disabled_rules={{{rules!r}}}.")
+        rules = frozenset(rules)
+        known = rule_names()
+        if unknown := sorted(r for r in rules if r not in known):
+            raise ValueError(f"HeliumConfig.disabled_rules has unknown rule name(s) {unknown}; "
+                             f"known rules: {', '.join(known)}.")
+        object.__setattr__(self, "disabled_rules", rules)
+
+    @property
+    def effective_disabled_rules(self) -> frozenset[str]:
+        """``disabled_rules`` plus the rules switched off by ``prune=False`` / ``cse=False``."""
+        off = set(self.disabled_rules)
+        if not self.prune:
+            off.add("prune")
+        if not self.cse:
+            off.add("cse")
+        if not self.prompt_cache:
+            off.add("prompt_cache")
+        return frozenset(off)
+
+    @property
+    def use_prompt_cache(self) -> bool:
+        """Whether the runtime serves calls from the prompt cache."""
+        return self.prompt_cache and "prompt_cache" not in self.disabled_rules

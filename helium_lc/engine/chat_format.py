@@ -1,0 +1,178 @@
+"""Chat messages <-> prompt text, tools and tool calls, independent of any client library.
+
+Messages are OpenAI-style dicts (``{"role": ..., "content": ..., "tool_calls": [...]}``).
+When the model's chat template renders tools itself (e.g. Qwen3), tools and tool calls
+are passed to it unchanged; when it does not (e.g. SmolLM2), they are rendered as text in
+the Hermes convention that such templates use: a tool list in the system message, and
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks in assistant turns.
+Model output is parsed back with :func:`parse_tool_calls`.
+
+Example:
+    >>> text = 'Let me check. <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+    >>> parsed = parse_tool_calls(text, id_seed="x")
+    >>> parsed.content, parsed.tool_calls[0]["name"], parsed.tool_calls[0]["args"]
+    ('Let me check.', 'add', {'a': 1, 'b': 2})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
+_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def template_supports_tools(chat_template: str | None) -> bool:
+    """Whether a Jinja chat template renders a ``tools`` list itself."""
+    return bool(chat_template) and "tools" in chat_template  # type: ignore[operator]
+
+
+def tools_system_text(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The tool list as system-prompt text (for templates without tool support)."""
+    specs = "\n".join(json.dumps(t.get("function", t), sort_keys=True) for t in tools)
+    return (
+        "You can call these tools:\n<tools>\n" + specs + "\n</tools>\n"
+        "To call a tool, answer with one block per call, exactly:\n"
+        '<tool_call>{"name": "<tool name>", "arguments": {<JSON arguments>}}</tool_call>'
+    )
+
+
+def _call_text(call: Mapping[str, Any]) -> str:
+    fn = call.get("function", call)
+    args = fn.get("arguments", fn.get("args", {}))
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError:
+            pass
+    return TOOL_CALL_OPEN + json.dumps({"name": fn.get("name"), "arguments": args}, sort_keys=True) + TOOL_CALL_CLOSE
+
+
+def render_for_template(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None, *, native_tools: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Prepare messages (and tools) for ``tokenizer.apply_chat_template``.
+
+    With ``native_tools`` the template gets tools and structured tool calls. Otherwise tool
+    calls become text blocks, tool results stay in ``tool`` turns, and the tool list joins
+    the system message (one is created if there is none). Content is always a string.
+    """
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.get("role", "user")
+        content = content_text(m.get("content"))
+        msg: dict[str, Any] = {"role": role, "content": content}
+        calls = m.get("tool_calls") or []
+        if calls:
+            if native_tools:
+                msg["tool_calls"] = [
+                    {"type": "function", "id": c.get("id"),
+                     "function": {"name": c.get("function", c).get("name"),
+                                  "arguments": c.get("function", c).get("arguments", c.get("args", {}))}}
+                    for c in calls
+                ]
+            else:
+                blocks = "\n".join(_call_text(c) for c in calls)
+                msg["content"] = (content + "\n" + blocks) if content else blocks
+        if role == "tool" and m.get("tool_call_id") is not None:
+            msg["tool_call_id"] = m["tool_call_id"]
+        if m.get("name") and role != "tool":
+            msg["name"] = m["name"]
+        out.append(msg)
+    if tools and not native_tools:
+        text = tools_system_text(tools)
+        if out and out[0]["role"] == "system":
+            out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + text}
+        else:
+            out.insert(0, {"role": "system", "content": text})
+        return out, None
+    return out, list(tools) if tools else None
+
+
+def content_text(content: Any) -> str:
+    """Flatten message content (a string or a list of content blocks) to text."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping) and block.get("type") in ("text", None) and "text" in block:
+                parts.append(str(block["text"]))
+            elif isinstance(block, Mapping):
+                raise ValueError(
+                    f"Content block of type {block.get('type')!r} is not supported by this text-only model; "
+                    "send text content (or a list of {'type': 'text', 'text': ...} blocks).")
+        return "".join(parts)
+    return str(content)
+
+
+@dataclass
+class ParsedOutput:
+    """Model text split into plain content and tool calls (langchain-core shapes)."""
+
+    content: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    invalid_tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def tool_call_id(id_seed: str, index: int) -> str:
+    """Deterministic tool-call id: the same prompt and output give the same id in every run."""
+    return "call_" + hashlib.sha256(f"{id_seed}:{index}".encode()).hexdigest()[:24]
+
+
+def parse_tool_calls(text: str, *, id_seed: str) -> ParsedOutput:
+    """Extract ``<tool_call>`` blocks from model output.
+
+    Valid JSON with a string ``name`` becomes a tool call (``args`` a dict); anything else in
+    a block becomes an invalid tool call carrying the raw text and the reason.
+    """
+    if TOOL_CALL_OPEN not in text:
+        return ParsedOutput(content=text)
+    calls: list[dict[str, Any]] = []
+    invalid: list[dict[str, Any]] = []
+    for i, m in enumerate(_BLOCK.finditer(text)):
+        raw = m.group(1).strip()
+        cid = tool_call_id(id_seed, i)
+        try:
+            obj = json.loads(raw)
+            name = obj.get("name") if isinstance(obj, dict) else None
+            args = obj.get("arguments", obj.get("args", {})) if isinstance(obj, dict) else None
+            if isinstance(args, str):
+                args = json.loads(args)
+            if not isinstance(name, str) or not isinstance(args, dict):
+                raise ValueError("expected {\"name\": str, \"arguments\": object}")
+            calls.append({"name": name, "args": args, "id": cid, "type": "tool_call"})
+        except ValueError as exc:
+            name = None
+            found = re.search(r'"name"\s*:\s*"([^"]+)"', raw)
+            if found:
+                name = found.group(1)
+            invalid.append({"name": name, "args": raw, "id": cid, "error": f"Could not parse tool call: {exc}",
+                            "type": "invalid_tool_call"})
+    content = _BLOCK.sub("", text).strip()
+    return ParsedOutput(content=content, tool_calls=calls, invalid_tool_calls=invalid)
+
+
+def forced_tool_schema(tools: Sequence[Mapping[str, Any]], name: str | None) -> dict[str, Any]:
+    """JSON schema that makes guided decoding emit a call to ``name`` (or to any of ``tools``)."""
+    options = []
+    for t in tools:
+        fn = t.get("function", t)
+        if name is not None and fn.get("name") != name:
+            continue
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append({"type": "object", "properties": {"name": {"const": fn["name"]}, "arguments": params},
+                        "required": ["name", "arguments"]})
+    if not options:
+        known = [t.get("function", t).get("name") for t in tools]
+        raise ValueError(f"tool_choice names {name!r}, which is not among the bound tools {known}.")
+    return options[0] if len(options) == 1 else {"anyOf": options}

@@ -1,0 +1,149 @@
+"""``explain(app_or_fast)``: what helium_lc sees in a graph and what it will do about it.
+
+Prints (and returns) the optimized plan in its canonical text form, what each rewrite
+rule changed, what could not be analysed and why (it still runs, with less foresight),
+which LLM calls are sampled (never cached or deduplicated) and the runtime options.
+Static prompt prefixes are shown in characters, and in tokens when a tokenizer is at
+hand (``count_tokens``, or a routed WorkerPool's tokenizer). Optionally writes the plan
+as mermaid text and as a PNG drawn with matplotlib + networkx (no network access).
+
+Example:
+    >>> from typing import TypedDict
+    >>> from langgraph.graph import StateGraph, START
+    >>> class S(TypedDict):
+    ...     x: int
+    >>> app = StateGraph(S).add_node("inc", lambda s: {"x": s["x"] + 1}).add_edge(START, "inc").compile()
+    >>> import io
+    >>> text = explain(app, file=io.StringIO())
+    >>> print(text.splitlines()[0]); "node:inc = NODE" in text
+    == helium_lc plan (3 operators, 0 LLM calls) ==
+    True
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from helium_lc.plan.ir import OperatorKind, Purity, QueryPlan
+from helium_lc.plan.render import to_mermaid, to_text
+
+__all__ = ["explain", "draw_plan_png"]
+
+
+def _as_accelerated(app_or_fast: Any) -> Any:
+    from helium_lc.accelerate import AcceleratedGraph, accelerate
+
+    if isinstance(app_or_fast, AcceleratedGraph):
+        return app_or_fast
+    return accelerate(app_or_fast)  # raises a clear TypeError for non-graphs
+
+
+def _default_token_counter(fast: Any) -> Callable[[str], int] | None:
+    """A token counter from a routed pool's tokenizer, when one is already loaded."""
+    for pool in fast.config.route.values():
+        encode = getattr(pool, "encode", None)
+        if encode is None or not getattr(pool, "started", False):
+            continue
+        try:
+            encode("probe")
+        except Exception:  # noqa: BLE001 - no tokenizer: characters only
+            continue
+        return lambda text, _enc=encode: len(_enc(text))
+    return None
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    return [f"-- {title} --", *(lines or ["(none)"])]
+
+
+def explain(app_or_fast: Any, *, file: IO[str] | None = None, mermaid_path: str | Path | None = None,
+            png_path: str | Path | None = None, count_tokens: Callable[[str], int] | None = None) -> str:
+    """Print and return a report of the plan of ``app_or_fast``.
+
+    Args:
+        app_or_fast: a compiled ``StateGraph`` (accelerated with default options) or an
+            :class:`~helium_lc.accelerate.AcceleratedGraph`.
+        file: where to print (default ``sys.stdout``).
+        mermaid_path: write the plan as mermaid ``flowchart`` text there.
+        png_path: draw the plan to this PNG file.
+        count_tokens: ``text -> number of tokens`` for static-prefix lengths.
+    """
+    fast = _as_accelerated(app_or_fast)
+    plan: QueryPlan | None = fast.plan
+    count_tokens = count_tokens or _default_token_counter(fast)
+    lines: list[str] = []
+    if plan is None:
+        lines += ["== helium_lc plan: unavailable ==", *fast.notes]
+    else:
+        llm_ops = plan.llm_operators()
+        lines.append(f"== helium_lc plan ({len(plan)} operators, {len(llm_ops)} LLM calls) ==")
+        lines.append(to_text(plan, count_tokens))
+        lines += _section("rewrites", [] if fast.optimize_result is None or not fast.optimize_result.changes
+                          else fast.optimize_result.explain().splitlines())
+        if fast.graph is not fast.app:
+            lines.append("the graph that runs was rebuilt without the pruned nodes")
+        lines += _section("not analysable (still runs; less foresight)", [f"- {n}" for n in fast.notes])
+        sampled = [op for op in fast.captured_plan.operators()
+                   if op.kind is OperatorKind.LLM_CALL and op.purity is Purity.SAMPLED]
+        lines += _section("sampled LLM calls (no prompt cache, no dedup)",
+                          [f"- {op.op_id}: sampled decoding, results are never cached or shared"
+                           for op in sampled])
+        if count_tokens is None:
+            lines.append("(static prefixes in characters; pass count_tokens= for token counts)")
+    cfg = fast.config
+    lines += _section("runtime", [
+        f"prompt_cache={'on' if cfg.use_prompt_cache else 'off'}"
+        f"{' (sqlite: ' + cfg.cache_path + ')' if cfg.cache_path else ''}, "
+        f"dedup={'on' if cfg.dedup else 'off'}, policy={cfg.policy}, "
+        f"disabled_rules={sorted(cfg.effective_disabled_rules) or '[]'}",
+        "every chat-model call inside a run is intercepted: deterministic calls (temperature 0) "
+        "are cached and deduplicated, sampled calls go straight to their model",
+    ])
+    text = "\n".join(lines)
+    print(text, file=file if file is not None else sys.stdout)
+    if plan is not None and mermaid_path is not None:
+        Path(mermaid_path).write_text(to_mermaid(plan) + "\n", encoding="utf-8")
+    if plan is not None and png_path is not None:
+        draw_plan_png(plan, png_path)
+    return text
+
+
+_COLOURS = {
+    OperatorKind.INPUT: "#b3d9ff", OperatorKind.OUTPUT: "#b3d9ff", OperatorKind.NODE: "#e6e6e6",
+    OperatorKind.LLM_CALL: "#ffd699", OperatorKind.ROUTER: "#d9b3ff", OperatorKind.TOOL_CALL: "#c2f0c2",
+    OperatorKind.CACHE_FETCH: "#ffb3b3",
+}
+
+
+def draw_plan_png(plan: QueryPlan, path: str | Path) -> None:
+    """Draw ``plan`` top-down by dependency layer (back edges dashed) into a PNG file."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    dag = plan.dag()
+    pos: dict[str, tuple[float, float]] = {}
+    layers = list(nx.topological_generations(dag))
+    for depth, layer in enumerate(layers):
+        for i, op_id in enumerate(sorted(layer)):
+            pos[op_id] = (i - (len(layer) - 1) / 2, -depth)
+    width = max(6.0, 2.2 * max(len(layer) for layer in layers))
+    fig, ax = plt.subplots(figsize=(width, max(4.0, 1.2 * len(layers))))
+    try:
+        g = plan.graph
+        back = [(u, v) for u, v in g.edges if g.edges[u, v].get("back_edge")]
+        fwd = [(u, v) for u, v in g.edges if not g.edges[u, v].get("back_edge")]
+        nx.draw_networkx_edges(g, pos, edgelist=fwd, ax=ax, arrows=True, arrowsize=12)
+        nx.draw_networkx_edges(g, pos, edgelist=back, ax=ax, arrows=True, style="dashed",
+                               connectionstyle="arc3,rad=0.3")
+        colours = [_COLOURS[plan.op(n).kind] for n in g.nodes]
+        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=1400, node_shape="s")
+        nx.draw_networkx_labels(g, pos, ax=ax, font_size=7)
+        ax.set_axis_off()
+        fig.tight_layout()
+        fig.savefig(str(path), dpi=110)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,292 @@
+"""The OpenAI Chat Completions wire format over a helium_lc ``WorkerPool`` (no I/O here).
+
+:func:`parse_chat_request` turns a ``POST /v1/chat/completions`` JSON body into a
+:class:`ChatCall` (a tokenized :class:`~helium_lc.engine.types.GenerationRequest` plus how
+to answer), rendering messages and tools exactly like ``HeliumChatModel`` does, so the
+same conversation gives the same prompt token ids (and the same KV-cache hits) whichever
+client sent it. :func:`completion_json` and :class:`ChunkWriter` build the OpenAI response
+JSON and the SSE stream from a :class:`~helium_lc.engine.types.GenerationResult`.
+Bad requests raise :class:`OpenAIRequestError`, which knows its HTTP status and error JSON.
+
+Example:
+    >>> err = OpenAIRequestError("n=2 is not supported; send n=1.", param="n")
+    >>> err.status_code, err.as_json()["error"]["param"]
+    (400, 'n')
+    >>> sse({"a": 1})
+    b'data: {"a": 1}\\n\\n'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from helium_lc.chat_model import _schema_from_response_format, _tool_choice_name
+from helium_lc.engine import chat_format
+from helium_lc.engine.pool import WorkerPool
+from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, new_request_id
+
+__all__ = ["TransportConfig", "OpenAIRequestError", "ChatCall", "parse_chat_request", "completion_json",
+           "ChunkWriter", "models_json", "error_json", "sse", "SSE_DONE"]
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+# Body keys that are read below, and keys accepted but without effect on the output.
+_HANDLED = {"model", "messages", "tools", "tool_choice", "response_format", "max_tokens", "max_completion_tokens",
+            "temperature", "top_p", "top_k", "seed", "stop", "presence_penalty", "frequency_penalty", "n",
+            "stream", "stream_options", "logprobs", "top_logprobs", "logit_bias"}
+_IGNORED = {"parallel_tool_calls", "user", "store", "metadata", "service_tier", "prompt_cache_key",
+            "safety_identifier", "reasoning_effort", "verbosity"}
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """How the OpenAI front end fills what a request leaves out.
+
+    Args:
+        default_max_tokens: output budget when the body has neither ``max_tokens`` nor
+            ``max_completion_tokens`` (OpenAI's own default is "until the context is full").
+        default_temperature: used when the body has no ``temperature``. OpenAI's default
+            is 1.0; helium_lc defaults to 0 (greedy), the only mode it caches and dedups.
+        served_model_name: the model name reported in responses and ``/v1/models``;
+            default: the pool's model folder name.
+    """
+
+    default_max_tokens: int = 512
+    default_temperature: float = 0.0
+    served_model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.default_max_tokens, int) or self.default_max_tokens < 1:
+            raise ValueError(f"default_max_tokens must be a positive integer, got {self.default_max_tokens!r}.")
+        if not (isinstance(self.default_temperature, (int, float)) and math.isfinite(self.default_temperature)
+                and self.default_temperature >= 0):
+            raise ValueError(f"default_temperature must be a finite number >= 0, got {self.default_temperature!r}.")
+        if self.served_model_name is not None and not self.served_model_name:
+            raise ValueError("served_model_name must be a non-empty string or None (None: the pool's model name).")
+
+
+class OpenAIRequestError(ValueError):
+    """A request the server refuses; carries the HTTP status and OpenAI's error fields."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 status_code: int = 400, error_type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.param, self.code, self.status_code, self.error_type = param, code, status_code, error_type
+
+    def as_json(self) -> dict[str, Any]:
+        return error_json(str(self), param=self.param, code=self.code, error_type=self.error_type)
+
+
+def error_json(message: str, *, param: str | None = None, code: str | None = None,
+               error_type: str = "invalid_request_error") -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def sse(obj: Mapping[str, Any]) -> bytes:
+    """One server-sent event carrying ``obj`` as JSON."""
+    return b"data: " + json.dumps(obj).encode("utf-8") + b"\n\n"
+
+
+def models_json(model_name: str) -> dict[str, Any]:
+    """The ``GET /v1/models`` body listing the pool's single model."""
+    return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "helium_lc"}]}
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """A parsed chat-completion request: what to generate and how to answer."""
+
+    request: GenerationRequest
+    model: str                 # the model name reported back
+    tools_bound: bool          # parse <tool_call> blocks out of the output
+    forced_tool: bool          # guided decoding emits a bare {"name", "arguments"} object
+    stream: bool
+    include_usage: bool        # stream_options.include_usage
+
+
+def _number(body: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OpenAIRequestError(f"'{key}' must be a number, got {value!r}.", param=key)
+    return value
+
+
+def _sampling(body: Mapping[str, Any], json_schema: Any, config: TransportConfig) -> SamplingSpec:
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is None:
+        max_tokens = config.default_max_tokens
+    stop = body.get("stop") or ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise OpenAIRequestError(f"'stop' must be a string or a list of strings, got {stop!r}.", param="stop")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise OpenAIRequestError(f"'seed' must be an integer, got {seed!r}.", param="seed")
+    try:
+        return SamplingSpec(
+            max_tokens=max_tokens, temperature=_number(body, "temperature", config.default_temperature),
+            top_p=_number(body, "top_p", 1.0), top_k=_number(body, "top_k", 0), seed=seed, stop=tuple(stop),
+            json_schema=json.dumps(json_schema, sort_keys=True) if json_schema is not None else None,
+            presence_penalty=_number(body, "presence_penalty", 0.0),
+            frequency_penalty=_number(body, "frequency_penalty", 0.0))
+    except ValueError as exc:
+        raise OpenAIRequestError(str(exc)) from exc
+
+
+def _check_limits(body: Mapping[str, Any]) -> None:
+    unknown = sorted(set(body) - _HANDLED - _IGNORED)
+    if unknown:
+        raise OpenAIRequestError(
+            f"Unrecognized request argument(s) {unknown}; helium_lc supports {sorted(_HANDLED | _IGNORED)}.",
+            param=unknown[0])
+    if body.get("n") not in (None, 1):
+        raise OpenAIRequestError(
+            f"n={body['n']!r} is not supported: helium_lc returns one choice per request; send n=1 "
+            "(or make n separate calls).", param="n")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise OpenAIRequestError("logprobs/top_logprobs are not supported by helium_lc; remove them.",
+                                 param="logprobs")
+    if body.get("logit_bias"):
+        raise OpenAIRequestError("logit_bias is not supported by helium_lc; remove it.", param="logit_bias")
+
+
+def parse_chat_request(pool: WorkerPool, body: Any, config: TransportConfig) -> ChatCall:
+    """Validate a chat-completions body and tokenize it like ``HeliumChatModel.build_request``.
+
+    Raises:
+        OpenAIRequestError: the body is malformed or asks for something unsupported.
+    """
+    if not isinstance(body, Mapping):
+        raise OpenAIRequestError("The request body must be a JSON object.")
+    _check_limits(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, Mapping) for m in messages):
+        raise OpenAIRequestError("'messages' must be a non-empty list of message objects.", param="messages")
+    tools = body.get("tools") or []
+    if not isinstance(tools, list) or any(not isinstance(t, Mapping) or t.get("type", "function") != "function"
+                                          for t in tools):
+        raise OpenAIRequestError("'tools' must be a list of {'type': 'function', 'function': {...}} objects.",
+                                 param="tools")
+    tool_choice = body.get("tool_choice")
+    json_schema = None
+    response_format = body.get("response_format")
+    if response_format is not None:
+        if not isinstance(response_format, Mapping) or response_format.get("type") not in (
+                "text", "json_object", "json_schema"):
+            raise OpenAIRequestError("'response_format' must be {'type': 'text' | 'json_object' | 'json_schema', ...}.",
+                                     param="response_format")
+        if response_format["type"] != "text":
+            json_schema = _schema_from_response_format(response_format)
+    forced = False
+    try:
+        if tools and tool_choice not in (None, "auto", "none") and json_schema is None:
+            name = None if tool_choice == "required" else _tool_choice_name(tool_choice)
+            json_schema = chat_format.forced_tool_schema(tools, name)
+            forced = True
+        sampling = _sampling(body, json_schema, config)
+        # "developer" is OpenAI's new name for the system role (langchain-openai sends it to o-series models).
+        oa_messages = [{**m, "role": "system"} if m.get("role") == "developer" else dict(m) for m in messages]
+        native = chat_format.template_supports_tools(getattr(pool.tokenizer, "chat_template", None))
+        rendered, tmpl_tools = chat_format.render_for_template(
+            oa_messages, tools if tool_choice != "none" else None, native_tools=native)
+        ids = pool.apply_chat_template(rendered, tools=tmpl_tools)
+    except OpenAIRequestError:
+        raise
+    except ValueError as exc:  # unknown forced tool, unsupported content block, bad sampling value
+        raise OpenAIRequestError(str(exc)) from exc
+    stream = bool(body.get("stream"))
+    stream_options = body.get("stream_options") or {}
+    return ChatCall(
+        request=GenerationRequest(tuple(ids), sampling, request_id=new_request_id("chatcmpl")),
+        model=config.served_model_name or _pool_model_name(pool), tools_bound=bool(tools), forced_tool=forced,
+        stream=stream, include_usage=stream and bool(stream_options.get("include_usage")))
+
+
+def _pool_model_name(pool: WorkerPool) -> str:
+    return pool.model_path.name if pool.model_path is not None else "helium_lc"
+
+
+def usage_json(result: GenerationResult) -> dict[str, Any]:
+    """OpenAI usage, with cached prompt tokens under ``prompt_tokens_details.cached_tokens``."""
+    return {"prompt_tokens": result.num_prompt_tokens, "completion_tokens": result.num_output_tokens,
+            "total_tokens": result.num_prompt_tokens + result.num_output_tokens,
+            "prompt_tokens_details": {"cached_tokens": result.num_cached_prompt_tokens}}
+
+
+def _message_parts(call: ChatCall, result: GenerationResult) -> tuple[str, list[dict[str, Any]], str]:
+    """(content, OpenAI tool_calls, finish_reason), parsed the way ``HeliumChatModel`` parses."""
+    text = result.text
+    if call.forced_tool:  # guided decoding produced {"name": ..., "arguments": ...}
+        text = chat_format.TOOL_CALL_OPEN + text + chat_format.TOOL_CALL_CLOSE
+    if not call.tools_bound:
+        return text, [], _finish_reason(result.finish_reason)
+    seed = hashlib.sha256(repr((call.request.prompt_token_ids, result.token_ids)).encode()).hexdigest()
+    parsed = chat_format.parse_tool_calls(text, id_seed=seed)
+    calls = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
+             for c in parsed.tool_calls]
+    # Unparseable blocks keep their raw text as arguments: langchain-openai turns them into invalid_tool_calls.
+    calls += [{"id": c["id"], "type": "function", "function": {"name": c["name"] or "", "arguments": c["args"]}}
+              for c in parsed.invalid_tool_calls]
+    return parsed.content, calls, "tool_calls" if calls else _finish_reason(result.finish_reason)
+
+
+def _finish_reason(engine_reason: str | None) -> str:
+    return "length" if engine_reason == "length" else "stop"
+
+
+def completion_json(call: ChatCall, result: GenerationResult, *, created_s: int | None = None) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` body for one result."""
+    content, tool_calls, finish = _message_parts(call, result)
+    message: dict[str, Any] = {"role": "assistant", "content": content if (content or not tool_calls) else None,
+                               "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"id": call.request.request_id, "object": "chat.completion",
+            "created": int(time.time()) if created_s is None else created_s, "model": call.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": usage_json(result)}
+
+
+class ChunkWriter:
+    """Builds the SSE events of one streamed completion, in OpenAI's order:
+    a role chunk, content deltas, tool-call deltas, a finish chunk, a usage chunk
+    (``include_usage`` only) and ``[DONE]``."""
+
+    def __init__(self, call: ChatCall, created_s: int | None = None) -> None:
+        self.call = call
+        self.created_s = int(time.time()) if created_s is None else created_s
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        return sse({"id": self.call.request.request_id, "object": "chat.completion.chunk",
+                    "created": self.created_s, "model": self.call.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]})
+
+    def first(self) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def delta(self, text: str) -> bytes:
+        return self._chunk({"content": text})
+
+    def finish(self, result: GenerationResult, *, streamed_text: bool) -> bytes:
+        """The closing events; ``streamed_text``: the content already went out as deltas."""
+        content, tool_calls, finish = _message_parts(self.call, result)
+        out = b""
+        if content and not streamed_text:
+            out += self.delta(content)
+        for i, tc in enumerate(tool_calls):
+            out += self._chunk({"tool_calls": [{"index": i, **tc}]})
+        out += self._chunk({}, finish)
+        if self.call.include_usage:
+            out += sse({"id": self.call.request.request_id, "object": "chat.completion.chunk",
+                        "created": self.created_s, "model": self.call.model, "choices": [],
+                        "usage": usage_json(result)})
+        return out + SSE_DONE

@@ -1,0 +1,191 @@
+"""The active accelerated run: a contextvar-held :class:`Runtime`, and where each call comes from.
+
+An :class:`~helium_lc.accelerate.AcceleratedGraph` creates one ``Runtime`` per run
+(``invoke``, ``batch``, ``stream``...) and makes it current with :func:`activate`
+while LangGraph executes. LangGraph copies contexts into its executor threads, so
+sync nodes see it too. Outside a run :func:`current_runtime` is ``None`` and nothing
+in helium_lc touches a chat-model call.
+
+While a run is active, every chat-model call is tagged with a
+:class:`~helium_lc.engine.types.RequestOrigin`: the LangGraph node, step and
+checkpoint namespace (from the run metadata), the input row (set per input by
+``batch``) and the call's ordinal among the calls of that (row, namespace, node, step).
+
+``HeliumChatModel`` sends its engine requests through :meth:`Runtime.dispatch`, which
+stamps the origin on the request and lets the scheduler pick worker and priority.
+
+Example:
+    >>> from helium_lc.cache import MemoryPromptCache, SingleFlight
+    >>> from helium_lc.config import HeliumConfig
+    >>> rt = Runtime(HeliumConfig(), MemoryPromptCache(), SingleFlight())
+    >>> current_runtime() is None
+    True
+    >>> with activate(rt, row=2):
+    ...     o1 = rt.begin_call({"langgraph_node": "a", "langgraph_step": 1})
+    ...     o2 = rt.begin_call({"langgraph_node": "a", "langgraph_step": 1})
+    ...     current_runtime() is rt
+    True
+    >>> (o1.node, o1.step, o1.row, o1.ordinal), o2.ordinal
+    (('a', 1, 2, 0), 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import threading
+import time
+from typing import Any, Iterator, Mapping
+
+from helium_lc.cache.prompt_cache import PromptCache
+from helium_lc.cache.singleflight import SingleFlight
+from helium_lc.config import HeliumConfig
+from helium_lc.engine.types import GenerationRequest, GenerationResult, RequestOrigin
+from helium_lc.runtime.stats import RunStats, StatsRecorder
+
+__all__ = ["Runtime", "current_runtime", "current_row", "current_origin", "activate", "call_origin_scope"]
+
+_RUNTIME: contextvars.ContextVar["Runtime | None"] = contextvars.ContextVar("helium_runtime", default=None)
+_ROW: contextvars.ContextVar[int | None] = contextvars.ContextVar("helium_row", default=None)
+# The origin of the chat-model call being intercepted right now (read by dispatch), plus a
+# flag holder dispatch sets so the interception knows the engine reported the tokens.
+_CALL: contextvars.ContextVar["_CallScope | None"] = contextvars.ContextVar("helium_call", default=None)
+
+
+@dataclasses.dataclass
+class _CallScope:
+    origin: RequestOrigin
+    num_engine_results: int = 0
+
+
+def current_runtime() -> "Runtime | None":
+    """The runtime of the accelerated run this code executes in, or None outside any."""
+    return _RUNTIME.get()
+
+
+def current_row() -> int | None:
+    """The batch input row this code runs for (None outside ``batch`` or outside a run)."""
+    return _ROW.get()
+
+
+def current_origin() -> RequestOrigin | None:
+    """The origin of the chat-model call being intercepted in this context, if any."""
+    scope = _CALL.get()
+    return scope.origin if scope is not None else None
+
+
+@contextlib.contextmanager
+def activate(runtime: "Runtime", *, row: int | None = None) -> Iterator["Runtime"]:
+    """Make ``runtime`` (and input ``row``) current in this context until the block ends."""
+    t_rt, t_row = _RUNTIME.set(runtime), _ROW.set(row)
+    try:
+        yield runtime
+    finally:
+        _ROW.reset(t_row)
+        _RUNTIME.reset(t_rt)
+
+
+def bind_context(runtime: "Runtime", *, row: int | None = None) -> contextvars.Context:
+    """A copy of the current context with ``runtime`` and ``row`` set (for tasks and threads)."""
+    ctx = contextvars.copy_context()
+    ctx.run(_RUNTIME.set, runtime)
+    ctx.run(_ROW.set, row)
+    return ctx
+
+
+@contextlib.contextmanager
+def call_origin_scope(origin: RequestOrigin) -> Iterator[_CallScope]:
+    """Mark ``origin`` as the call in progress (so :meth:`Runtime.dispatch` can tag requests)."""
+    scope = _CallScope(origin)
+    token = _CALL.set(scope)
+    try:
+        yield scope
+    finally:
+        _CALL.reset(token)
+
+
+def _run_metadata(metadata: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if metadata and "langgraph_node" in metadata:
+        return metadata
+    try:
+        from langchain_core.runnables.config import ensure_config
+        return ensure_config().get("metadata") or {}
+    except Exception:  # noqa: BLE001 - metadata is best effort
+        return metadata or {}
+
+
+class Runtime:
+    """State of one accelerated run: config, shared cache and single-flight, counters.
+
+    ``cache`` and ``single_flight`` are shared by all runs of one accelerated graph (so
+    a second batch is served from the first one's results); the counters are this run's.
+    """
+
+    def __init__(self, config: HeliumConfig, cache: PromptCache, single_flight: SingleFlight) -> None:
+        self.config = config
+        self.cache = cache
+        self.single_flight = single_flight
+        self.recorder = StatsRecorder()
+        self.started_s = time.perf_counter()
+        self._lock = threading.Lock()
+        self._ordinals: dict[tuple[Any, ...], int] = {}
+
+    # -- origins --------------------------------------------------------------------------------
+    def begin_call(self, metadata: Mapping[str, Any] | None = None) -> RequestOrigin:
+        """Count one requested chat-model call and return its origin.
+
+        ``metadata`` is the call's run metadata (``run_manager.metadata``); when it lacks
+        the LangGraph keys they are read from the current runnable config.
+        """
+        meta = _run_metadata(metadata)
+        node, step = meta.get("langgraph_node"), meta.get("langgraph_step")
+        ns = meta.get("langgraph_checkpoint_ns")
+        row = _ROW.get()
+        key = (row, ns, node, step)
+        with self._lock:
+            ordinal = self._ordinals.get(key, 0)
+            self._ordinals[key] = ordinal + 1
+        self.recorder.add(num_llm_calls_requested=1)
+        return RequestOrigin(node=node, step=step if isinstance(step, int) else None,
+                             checkpoint_ns=ns, ordinal=ordinal, row=row)
+
+    # -- engine requests ------------------------------------------------------------------------
+    def prepare_request(self, request: GenerationRequest) -> tuple[GenerationRequest, int | None]:
+        """Stamp the origin on ``request``; return it with the worker to use (None: pool's choice).
+
+        The scheduler (``helium_lc.schedule``) will choose worker and priority here; until it
+        is wired in, the pool's router places the request and the priority is unchanged.
+        """
+        origin = request.origin
+        if origin is None:
+            origin = current_origin() or self.begin_call(None)
+        return dataclasses.replace(request, origin=origin), None
+
+    async def dispatch(self, pool: Any, request: GenerationRequest) -> GenerationResult:
+        """Send ``request`` to ``pool`` on behalf of this run (what HeliumChatModel calls)."""
+        req, worker_id = self.prepare_request(request)
+        result = await pool.agenerate(req, worker_id=worker_id)
+        self.record_engine_result(result)
+        return result
+
+    def dispatch_blocking(self, pool: Any, request: GenerationRequest) -> GenerationResult:
+        """:meth:`dispatch` for sync callers (blocks this thread; never call it on an event loop)."""
+        req, worker_id = self.prepare_request(request)
+        result = pool.generate(req, worker_id=worker_id)
+        self.record_engine_result(result)
+        return result
+
+    def record_engine_result(self, result: GenerationResult) -> None:
+        """Count one finished engine request (prompt and KV-cached prompt tokens)."""
+        self.recorder.add(num_engine_requests=1, num_prompt_tokens=result.num_prompt_tokens,
+                          num_cached_prompt_tokens=result.num_cached_prompt_tokens)
+        scope = _CALL.get()
+        if scope is not None:
+            scope.num_engine_results += 1
+
+    # -- summary --------------------------------------------------------------------------------
+    def stats(self, *, num_rows: int, num_failed_rows: int) -> RunStats:
+        """This run's counters, with wall time since the runtime was created."""
+        return self.recorder.snapshot(wall_s=time.perf_counter() - self.started_s,
+                                      num_rows=num_rows, num_failed_rows=num_failed_rows)

@@ -1,0 +1,115 @@
+"""Policies on tiny snapshots: known best orders, purity and conformance."""
+
+import pytest
+
+from helium_lc.schedule.cost import CostModel
+from helium_lc.schedule.policies import POLICIES, get_policy
+from helium_lc.schedule.radix import RadixCache
+from helium_lc.schedule.snapshot import PendingCall, Snapshot, WorkerView
+
+BS = 4
+COST = CostModel(prefill_base_s=0.0, prefill_s_per_token=0.01, decode_step_base_s=0.01,
+                 decode_s_per_seq=0.0, block_size=BS)
+SYS_A = tuple(range(100, 116))   # 4 blocks
+SYS_B = tuple(range(200, 216))
+
+
+def six_calls():
+    # arrival alternates A, B, A, B, A, B over rows 0..2
+    calls = []
+    for r in range(3):
+        for name, sys in (("a", SYS_A), ("b", SYS_B)):
+            calls.append(PendingCall(f"{name}{r}", sys + (r, r), template_key=(sys, "q"), row=r,
+                                     est_output_tokens=4, arrival_seq=len(calls)))
+    return tuple(calls)
+
+
+def two_workers(resident_a_on=None):
+    views = []
+    for w in range(2):
+        cache = RadixCache(block_size=BS)
+        if w == resident_a_on:
+            cache.insert(SYS_A)
+        views.append(WorkerView(w, resident=cache))
+    return tuple(views)
+
+
+def test_helium_keeps_each_prefix_on_one_worker_and_warms_it():
+    snap = Snapshot(calls=six_calls(), workers=two_workers(), cost=COST)
+    a = get_policy("helium")(snap)
+    # the A-calls go together, the B-calls together, each on its own worker, rows in order
+    assert sorted(a.order.values()) == [("a0", "a1", "a2"), ("b0", "b1", "b2")]
+    assert a.warm == {}  # 16-token prefixes are below the warm threshold
+
+
+def test_helium_places_by_resident_prefix():
+    # worker 1 already holds SYS_A: the A-calls go there
+    snap = Snapshot(calls=six_calls(), workers=two_workers(resident_a_on=1), cost=COST)
+    assert get_policy("helium")(snap).order[1] == ("a0", "a1", "a2")
+
+
+def test_fifo_round_robins_in_arrival_order():
+    a = get_policy("fifo")(Snapshot(calls=six_calls(), workers=two_workers(), cost=COST))
+    # least-queue alternates workers, so A and B calls land on the worker by parity
+    assert a.order == {0: ("a0", "a1", "a2"), 1: ("b0", "b1", "b2")}
+
+
+def test_prefix_affinity_follows_resident_prefix_then_load():
+    a = get_policy("prefix_affinity")(Snapshot(calls=six_calls(), workers=two_workers(resident_a_on=1),
+                                               cost=COST))
+    # A-calls follow worker 1's resident prefix; b0 (no match anywhere) goes to the idle worker 0
+    assert a.order[1] == ("a0", "a1", "a2") and a.order[0] == ("b0", "b1", "b2")
+
+
+def test_lspf_runs_longest_resident_prefix_first():
+    cache = RadixCache(block_size=BS)
+    cache.insert(SYS_B)
+    snap = Snapshot(calls=six_calls(), workers=(WorkerView(0, resident=cache, max_num_seqs=2),), cost=COST)
+    # B-calls match 16 resident tokens -> first wave; after it A-calls are alone
+    assert get_policy("lspf")(snap).order[0][:2] == ("b0", "b1")
+
+
+def test_opwise_runs_operator_by_operator():
+    snap = Snapshot(calls=six_calls(), workers=(WorkerView(0),), cost=COST)
+    assert get_policy("opwise")(snap).order[0] == ("a0", "a1", "a2", "b0", "b1", "b2")
+
+
+def test_helium_orders_producers_first_and_rows_inside_group():
+    # row r: two experts (A, B) then a reducer R that needs both; one worker
+    calls = []
+    sys_r = tuple(range(300, 308))
+    for r in range(2):
+        for name, sys in (("a", SYS_A), ("b", SYS_B)):
+            calls.append(PendingCall(f"{name}{r}", sys + (r,), template_key=(sys, "q"), row=r,
+                                     arrival_seq=len(calls)))
+        calls.insert(0, PendingCall(f"red{r}", sys_r + (r,), template_key=(sys_r, "q"), row=r,
+                                    deps=(f"a{r}", f"b{r}"), ready=False, arrival_seq=-10 + r))
+    snap = Snapshot(calls=tuple(calls), workers=(WorkerView(0),), cost=COST)
+    order = get_policy("helium")(snap).order[0]
+    # reducers arrived first but have the shortest critical path: they go last, row by row
+    assert order == ("a0", "a1", "b0", "b1", "red0", "red1")
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_conformance_pure_complete_and_dependency_safe(name):
+    calls = list(six_calls())
+    calls.append(PendingCall("sum0", (1, 2, 3, 4, 5), template_key=((1, 2, 3, 4), "x"), row=0,
+                             deps=("a0", "b0"), ready=False, arrival_seq=-5))
+    snap = Snapshot(calls=tuple(calls), workers=two_workers(resident_a_on=0), cost=COST, seed=3)
+    policy = get_policy(name)
+    first, second = policy(snap), policy(snap)
+    assert first == second                      # same snapshot -> same assignment
+    first.check(snap)                           # nothing lost/duplicated; deps before dependents
+    order = [c for ids in first.order.values() for c in ids]
+    assert sorted(order) == sorted(c.call_id for c in calls)
+
+
+def test_unknown_policy_lists_valid_names():
+    with pytest.raises(ValueError, match="helium"):
+        get_policy("sjf")
+
+
+def test_dependency_cycle_is_reported():
+    calls = (PendingCall("x", (1,), deps=("y",)), PendingCall("y", (2,), deps=("x",)))
+    with pytest.raises(ValueError, match="cycle"):
+        get_policy("fifo")(Snapshot(calls=calls, workers=(WorkerView(0),)))
