@@ -29,6 +29,9 @@ _EXPORTS = {
     "HeliumConfig": "helium_lc.config",
     "explain": "helium_lc.explain",
     "capture": "helium_lc.capture",
+    "RunStats": "helium_lc.runtime.stats",
+    "helium_chat_openai": "helium_lc.integrations.openai_transport",
+    "route_openai": "helium_lc.integrations.openai_transport",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -222,6 +223,13 @@ class AcceleratedGraph(Runnable[Any, Any]):
     def _runtime(self) -> Runtime:
         return Runtime(self.config, self._cache, self._single_flight)
 
+    def _routes(self) -> contextlib.AbstractContextManager[Any]:
+        """Point ``ChatOpenAI`` clients that ``config.route`` maps at their pool for the run."""
+        if not self.config.route:
+            return contextlib.nullcontext()
+        from helium_lc.integrations.openai_transport import route_openai
+        return route_openai(dict(self.config.route))
+
     def _finish(self, rt: Runtime, num_rows: int, num_failed_rows: int) -> None:
         stats = rt.stats(num_rows=num_rows, num_failed_rows=num_failed_rows)
         with self._stats_lock:
@@ -234,7 +242,8 @@ class AcceleratedGraph(Runnable[Any, Any]):
         rt = self._runtime()
         failed = 1
         try:
-            out = bind_context(rt).run(self.graph.invoke, input, config, **kwargs)
+            with self._routes():
+                out = bind_context(rt).run(self.graph.invoke, input, config, **kwargs)
             failed = 0
             return out
         finally:
@@ -245,8 +254,9 @@ class AcceleratedGraph(Runnable[Any, Any]):
         rt = self._runtime()
         failed = 1
         try:
-            out = await asyncio.get_running_loop().create_task(
-                self.graph.ainvoke(input, config, **kwargs), context=bind_context(rt))
+            with self._routes():
+                out = await asyncio.get_running_loop().create_task(
+                    self.graph.ainvoke(input, config, **kwargs), context=bind_context(rt))
             failed = 0
             return out
         finally:
@@ -278,8 +288,9 @@ class AcceleratedGraph(Runnable[Any, Any]):
 
         outs: list[Any] = []
         try:
-            outs = await run_rows(row, inputs, return_exceptions=return_exceptions, contexts=contexts,
-                                  progress=want_progress(self.config.progress, len(inputs)))
+            with self._routes():
+                outs = await run_rows(row, inputs, return_exceptions=return_exceptions, contexts=contexts,
+                                      progress=want_progress(self.config.progress, len(inputs)))
             return outs
         finally:
             num_failed = sum(isinstance(o, BaseException) for o in outs) if outs else len(inputs)
@@ -290,6 +301,8 @@ class AcceleratedGraph(Runnable[Any, Any]):
         self._check_configs([config or {}])
         rt = self._runtime()
         ctx = bind_context(rt)
+        routes = self._routes()
+        routes.__enter__()
         it = ctx.run(self.graph.stream, input, config, **kwargs)
         failed = 1
         try:
@@ -302,6 +315,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
             failed = 0
         finally:
             ctx.run(it.close)
+            routes.__exit__(None, None, None)
             self._finish(rt, 1, failed)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:

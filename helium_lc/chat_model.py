@@ -36,6 +36,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from helium_lc.engine import chat_format
@@ -102,7 +103,7 @@ class HeliumChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "helium_lc"
-        params["ls_model_name"] = self.model_name or "default"
+        params["ls_model_name"] = kwargs.get("model") or self.model_name or "default"
         params["ls_temperature"] = self.temperature
         params["ls_max_tokens"] = self.max_tokens
         return params
@@ -172,8 +173,9 @@ class HeliumChatModel(BaseChatModel):
         pool = self.get_pool()
         if pool.engine_loop.on_loop():
             raise RuntimeError("HeliumChatModel.invoke was called on the engine loop; use ainvoke there.")
-        coro = runtime.dispatch(pool, request) if runtime is not None else pool._generate_on_loop(request, None)
-        return pool.engine_loop.run(coro, timeout_s=self.timeout)
+        if runtime is not None:
+            return runtime.dispatch_blocking(pool, request)
+        return pool.engine_loop.run(pool._generate_on_loop(request, None), timeout_s=self.timeout)
 
     async def _dispatch_async(self, request: GenerationRequest) -> GenerationResult:
         runtime = _current_runtime()
@@ -286,18 +288,20 @@ class HeliumChatModel(BaseChatModel):
         return super().bind(tools=formatted, **kwargs)
 
     def with_structured_output(self, schema: dict[str, Any] | type, *, include_raw: bool = False,
-                               method: Literal["json_schema", "function_calling"] = "json_schema",
+                               method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
                                **kwargs: Any) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
         """Structured output by JSON-schema guided decoding (``method="json_schema"``, default)
         or by a forced tool call (``method="function_calling"``)."""
+        kwargs.pop("strict", None)  # guided decoding always follows the schema strictly
         if kwargs:
-            raise ValueError(f"Unsupported arguments {sorted(kwargs)} for with_structured_output.")
+            raise ValueError(f"Unsupported arguments {sorted(kwargs)} for with_structured_output; "
+                             "supported: include_raw, method, strict.")
         if method == "function_calling":
             return super().with_structured_output(schema, include_raw=include_raw)
-        if method != "json_schema":
-            raise ValueError(f"method must be 'json_schema' or 'function_calling', got {method!r}.")
-        is_pydantic = isinstance(schema, type) and issubclass(schema, BaseModel)
-        json_schema = convert_to_json_schema(schema)
+        if method not in ("json_schema", "json_mode"):
+            raise ValueError(f"method must be 'json_schema', 'json_mode' or 'function_calling', got {method!r}.")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)  # pydantic v2 or v1
+        json_schema = convert_to_json_schema(schema) if method == "json_schema" else {"type": "object"}
         llm = self.bind(json_schema=json_schema, ls_structured_output_format={
             "kwargs": {"method": "json_schema"}, "schema": json_schema})
         parser: Runnable = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()

@@ -136,9 +136,10 @@ def draw_plan_png(plan: QueryPlan, path: str | Path) -> None:
         g = plan.graph
         back = [(u, v) for u, v in g.edges if g.edges[u, v].get("back_edge")]
         fwd = [(u, v) for u, v in g.edges if not g.edges[u, v].get("back_edge")]
-        nx.draw_networkx_edges(g, pos, edgelist=fwd, ax=ax, arrows=True, arrowsize=12)
-        nx.draw_networkx_edges(g, pos, edgelist=back, ax=ax, arrows=True, style="dashed",
-                               connectionstyle="arc3,rad=0.3")
+        nx.draw_networkx_edges(g, pos, edgelist=fwd, ax=ax, arrows=True, arrowsize=14,
+                               node_size=1400, node_shape="s")
+        nx.draw_networkx_edges(g, pos, edgelist=back, ax=ax, arrows=True, style="dashed", arrowsize=14,
+                               connectionstyle="arc3,rad=0.3", node_size=1400, node_shape="s")
         colours = [_COLOURS[plan.op(n).kind] for n in g.nodes]
         nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=1400, node_shape="s")
         nx.draw_networkx_labels(g, pos, ax=ax, font_size=7)

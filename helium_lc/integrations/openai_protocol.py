@@ -1,4 +1,4 @@
-"""The OpenAI Chat Completions wire format over a helium_lc ``WorkerPool`` (no I/O here).
+"""The OpenAI Chat Completions wire format over a helium_lc ``WorkerPool`` (no network here).
 
 :func:`parse_chat_request` turns a ``POST /v1/chat/completions`` JSON body into a
 :class:`ChatCall` (a tokenized :class:`~helium_lc.engine.types.GenerationRequest` plus how
@@ -6,7 +6,8 @@ to answer), rendering messages and tools exactly like ``HeliumChatModel`` does, 
 same conversation gives the same prompt token ids (and the same KV-cache hits) whichever
 client sent it. :func:`completion_json` and :class:`ChunkWriter` build the OpenAI response
 JSON and the SSE stream from a :class:`~helium_lc.engine.types.GenerationResult`.
-Bad requests raise :class:`OpenAIRequestError`, which knows its HTTP status and error JSON.
+Bad requests raise :class:`OpenAIRequestError`, which knows its HTTP status and error JSON;
+the ``*_response`` helpers wrap all of this into ``httpx.Response`` objects.
 
 Example:
     >>> err = OpenAIRequestError("n=2 is not supported; send n=1.", param="n")
@@ -23,7 +24,9 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
+
+import httpx
 
 from helium_lc.chat_model import _schema_from_response_format, _tool_choice_name
 from helium_lc.engine import chat_format
@@ -31,7 +34,8 @@ from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, new_request_id
 
 __all__ = ["TransportConfig", "OpenAIRequestError", "ChatCall", "parse_chat_request", "completion_json",
-           "ChunkWriter", "models_json", "error_json", "sse", "SSE_DONE"]
+           "ChunkWriter", "models_json", "error_json", "sse", "SSE_DONE", "json_response", "error_response",
+           "error_event", "sse_response", "SyncSSE", "AsyncSSE"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -290,3 +294,61 @@ class ChunkWriter:
                         "created": self.created_s, "model": self.call.model, "choices": [],
                         "usage": usage_json(result)})
         return out + SSE_DONE
+
+
+# -- httpx responses --------------------------------------------------------------------------------
+def json_response(status_code: int, body: Mapping[str, Any]) -> httpx.Response:
+    """A JSON response (usable by sync and async httpx clients)."""
+    return httpx.Response(status_code, json=body)
+
+
+def error_response(exc: BaseException) -> httpx.Response:
+    """OpenAI error JSON for ``exc``: its own status for request errors, 400 for other
+    ``ValueError`` (e.g. a prompt too long), 500 for engine failures."""
+    if isinstance(exc, OpenAIRequestError):
+        return json_response(exc.status_code, exc.as_json())
+    if isinstance(exc, ValueError):  # e.g. PromptTooLongError: the request, not the server, is wrong
+        return json_response(400, error_json(str(exc)))
+    return json_response(500, error_json(f"helium_lc engine error: {exc}", error_type="server_error"))
+
+
+def error_event(exc: BaseException) -> bytes:
+    """An SSE error event (the openai client raises it) for a failure after the status line went out."""
+    kind = "invalid_request_error" if isinstance(exc, ValueError) else "server_error"
+    return sse(error_json(f"helium_lc engine error: {exc}", error_type=kind))
+
+
+class SyncSSE(httpx.SyncByteStream):
+    """A response body made of SSE events; closing it early stops the generation."""
+
+    def __init__(self, events: Iterator[bytes]) -> None:
+        self._events = events
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._events
+
+    def close(self) -> None:  # the reader stopped early: stop generating
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+
+class AsyncSSE(httpx.AsyncByteStream):
+    """The async twin of :class:`SyncSSE`."""
+
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        self._events = events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def sse_response(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> httpx.Response:
+    """A ``200 text/event-stream`` response streaming ``stream``."""
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)

@@ -40,15 +40,19 @@ from helium_lc import chat_model as _chat_model
 from helium_lc.engine.pool import WorkerPool, get_default_pool
 from helium_lc.engine.types import EngineError, GenerationRequest, GenerationResult
 from helium_lc.integrations.openai_protocol import (
+    AsyncSSE,
     ChatCall,
     ChunkWriter,
     OpenAIRequestError,
+    SyncSSE,
     TransportConfig,
     completion_json,
-    error_json,
+    error_event,
+    error_response,
+    json_response,
     models_json,
     parse_chat_request,
-    sse,
+    sse_response,
 )
 
 __all__ = ["HeliumTransport", "TransportConfig", "helium_chat_openai", "patch_chat_openai", "route_openai",
@@ -68,53 +72,10 @@ def _current_runtime() -> Any:
     return _chat_model._current_runtime()
 
 
-def _json_response(status_code: int, body: Mapping[str, Any]) -> httpx.Response:
-    return httpx.Response(status_code, json=body)
-
-
-def _error_response(exc: BaseException) -> httpx.Response:
-    if isinstance(exc, OpenAIRequestError):
-        return _json_response(exc.status_code, exc.as_json())
-    if isinstance(exc, ValueError):  # e.g. PromptTooLongError: the request, not the server, is wrong
-        return _json_response(400, error_json(str(exc)))
-    log.warning("helium_lc: chat completion failed: %r", exc)
-    return _json_response(500, error_json(f"helium_lc engine error: {exc}", error_type="server_error"))
-
-
-def _error_event(exc: BaseException) -> bytes:
-    kind = "invalid_request_error" if isinstance(exc, ValueError) else "server_error"
-    return sse(error_json(f"helium_lc engine error: {exc}", error_type=kind))
-
-
-class _SyncSSE(httpx.SyncByteStream):
-    def __init__(self, events: Iterator[bytes]) -> None:
-        self._events = events
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._events
-
-    def close(self) -> None:  # the reader stopped early: stop generating
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
-
-
-class _AsyncSSE(httpx.AsyncByteStream):
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
-        self._events = events
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for event in self._events:
-            yield event
-
-    async def aclose(self) -> None:
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _sse_response(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+def _failed(exc: Exception) -> httpx.Response:
+    if not isinstance(exc, ValueError):
+        log.warning("helium_lc: chat completion failed: %r", exc)
+    return error_response(exc)
 
 
 class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -175,13 +136,13 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         """Answer one request from a sync ``httpx.Client`` (blocking)."""
         try:
             if self._route(request) == "models":
-                return _json_response(200, models_json(self.model_name))
+                return json_response(200, models_json(self.model_name))
             call = self._parse(request.read())
             if call.stream:
-                return _sse_response(_SyncSSE(self._events_sync(call)))
-            return _json_response(200, completion_json(call, self._generate_sync(call.request)))
+                return sse_response(SyncSSE(self._events_sync(call)))
+            return json_response(200, completion_json(call, self._generate_sync(call.request)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error response
-            return _error_response(exc)
+            return _failed(exc)
 
     def _generate_sync(self, request: GenerationRequest) -> GenerationResult:
         runtime = _current_runtime()
@@ -210,20 +171,20 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             yield writer.finish(result, streamed_text=True)
         except Exception as exc:  # noqa: BLE001 - the status line is sent: report in the stream
             log.warning("helium_lc: streamed chat completion failed: %r", exc)
-            yield _error_event(exc)
+            yield error_event(exc)
 
     # -- async --------------------------------------------------------------------------------
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request from an ``httpx.AsyncClient``."""
         try:
             if self._route(request) == "models":
-                return _json_response(200, models_json(self.model_name))
+                return json_response(200, models_json(self.model_name))
             call = self._parse(await request.aread())
             if call.stream:
-                return _sse_response(_AsyncSSE(self._events_async(call)))
-            return _json_response(200, completion_json(call, await self._generate_async(call.request)))
+                return sse_response(AsyncSSE(self._events_async(call)))
+            return json_response(200, completion_json(call, await self._generate_async(call.request)))
         except Exception as exc:  # noqa: BLE001
-            return _error_response(exc)
+            return _failed(exc)
 
     async def _generate_async(self, request: GenerationRequest) -> GenerationResult:
         runtime = _current_runtime()
@@ -249,7 +210,7 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             yield writer.finish(result, streamed_text=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("helium_lc: streamed chat completion failed: %r", exc)
-            yield _error_event(exc)
+            yield error_event(exc)
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to its owner."""

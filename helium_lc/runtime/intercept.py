@@ -57,6 +57,17 @@ _route_handler: RouteHandler | None = None
 _warned_routes: set[str] = set()
 
 
+def _is_routed(model: Any) -> bool:
+    """Whether an OpenAI client's HTTP transport already points at a helium_lc pool."""
+    try:
+        from helium_lc.integrations.openai_transport import HeliumTransport
+    except ImportError:  # pragma: no cover - langchain-openai/httpx missing
+        return False
+    client = getattr(model, "root_async_client", None) or getattr(model, "root_client", None)
+    inner = getattr(client, "_client", None)
+    return isinstance(getattr(inner, "_transport", None), HeliumTransport)
+
+
 def set_route_handler(handler: RouteHandler | None) -> None:
     """Register what happens to a client that ``route`` maps to a pool.
 
@@ -158,6 +169,8 @@ class _Call:
             return
         if _route_handler is not None:
             _route_handler(self.model, hit[1])
+        elif _is_routed(self.model):
+            pass  # AcceleratedGraph wrapped the run in integrations.openai_transport.route_openai
         elif hit[0] not in _warned_routes:
             _warned_routes.add(hit[0])
             log.warning("route %r matches a %s client, but no HTTP transport is registered "
@@ -216,10 +229,10 @@ def _intercept_sync(orig: Callable[..., ChatResult], model: BaseChatModel, messa
         snapshot = rt.single_flight.do(call.flight_key, compute)
         if own:
             return own[0]
-        rt.recorder.add(num_dedup_hits=1)
         if snapshot is None:  # the leader's result could not be shared: compute our own
             compute()
             return own[0]
+        rt.recorder.add(num_dedup_hits=1)
         return _serve(model, snapshot, run_manager, kwargs)
 
 
@@ -246,10 +259,10 @@ async def _intercept_async(orig: Callable[..., Awaitable[ChatResult]], model: Ba
         snapshot = await rt.single_flight.ado(call.flight_key, compute)
         if own:
             return own[0]
-        rt.recorder.add(num_dedup_hits=1)
-        if snapshot is None:
+        if snapshot is None:  # the leader's result could not be shared: compute our own
             await compute()
             return own[0]
+        rt.recorder.add(num_dedup_hits=1)
         result = _serve(model, snapshot, run_manager, kwargs)
         areplay = getattr(model, "_areplay_v2_events_for_cache_hit", None)
         if areplay is not None and run_manager is not None:

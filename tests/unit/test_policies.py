@@ -3,7 +3,8 @@
 import pytest
 
 from helium_lc.schedule.cost import CostModel
-from helium_lc.schedule.policies import POLICIES, get_policy
+from helium_lc.schedule.policies import POLICIES, HeliumOptions, get_policy, helium
+from helium_lc.schedule.policies._refine import PlanEstimator, refine
 from helium_lc.schedule.radix import RadixCache
 from helium_lc.schedule.snapshot import PendingCall, Snapshot, WorkerView
 
@@ -88,6 +89,52 @@ def test_helium_orders_producers_first_and_rows_inside_group():
     order = get_policy("helium")(snap).order[0]
     # reducers arrived first but have the shortest critical path: they go last, row by row
     assert order == ("a0", "a1", "b0", "b1", "red0", "red1")
+
+
+def reducer_waits_calls():
+    # two workers that run one call at a time; 0.01 s per prefilled token, 0.01 s per decode step.
+    # a0, a1 (prefix A, row 0) and c0 (prefix C, row 0) feed the reducer red; x (prefix A, row 1)
+    # feeds nothing. Every call decodes 4 tokens (0.04 s).
+    A, C, R = tuple(range(100, 116)), tuple(range(200, 208)), tuple(range(300, 308))
+    spec = [("a0", A, (0, 0), 0), ("a1", A, (0, 1), 0), ("x", A, (1, 1), 1), ("c0", C, (0, 0), 0)]
+    calls = [PendingCall(cid, pre + tail, template_key=(pre, "q"), row=row, est_output_tokens=4, arrival_seq=i)
+             for i, (cid, pre, tail, row) in enumerate(spec)]
+    calls.append(PendingCall("red", R + (0,), template_key=(R, "q"), row=0, deps=("a0", "a1", "c0"), ready=False,
+                             est_output_tokens=4, arrival_seq=4))
+    views = (WorkerView(0, max_num_seqs=1), WorkerView(1, max_num_seqs=1))
+    return Snapshot(calls=tuple(calls), workers=views, cost=COST)
+
+
+def test_helium_places_by_estimated_finish_so_the_reducer_does_not_wait():
+    snap = reducer_waits_calls()
+    plan = get_policy("helium")(snap)
+    # a0 cold: 18 tokens + decode = 0.22 s; a1 and x then prefill 2 tokens each: 0.06 s each.
+    # c0 cold: 10 tokens = 0.14 s; red cold: 9 tokens = 0.13 s.
+    # Best: one worker runs a0, a1, x (ends 0.34); the other runs c0 then red, which starts when
+    # a1 ends at 0.28 and finishes at 0.41 (the MILP optimum). x, which nobody waits for, goes last.
+    assert plan.order == {0: ("a0", "a1", "x"), 1: ("c0", "red")}
+    est = PlanEstimator(snap, batch_size=1)
+    assert est.score(plan.order)[0] == pytest.approx(0.41)
+    # without the makespan-scored search, even-work packing makes red wait longer (0.49 s)
+    packed = helium(snap, HeliumOptions(refine_max_calls=0))
+    assert est.score(packed.order)[0] == pytest.approx(0.49)
+
+
+def test_plan_estimator_counts_precedence_waits_and_rejects_deadlocks():
+    est = PlanEstimator(reducer_waits_calls(), batch_size=1)
+    # all on worker 0: a0 0.22, a1 0.28, x 0.34, c0 cold 0.48, red cold 0.61; busy = 0.61
+    makespan_s, busy_s, _ = est.score({0: ["a0", "a1", "x", "c0", "red"], 1: []})
+    assert (makespan_s, busy_s) == (pytest.approx(0.61), pytest.approx(0.61))
+    # red queued before its input c0 on the same worker can never start
+    assert est.score({0: ["a0", "a1", "x", "red", "c0"], 1: []})[0] == float("inf")
+    # refine() never returns a worse plan and reaches the 0.41 s optimum from the serial plan
+    better_plan = refine(est, {0: ["a0", "a1", "x", "c0", "red"], 1: []})
+    assert est.score(better_plan)[0] == pytest.approx(0.41)
+
+
+def test_helium_options_are_validated():
+    with pytest.raises(ValueError, match="refine_max_evals"):
+        HeliumOptions(refine_max_evals=-1)
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Hashable
 
 from helium_lc.schedule.policies._common import assignment_from, topo_order, unique_tokens
+from helium_lc.schedule.policies._refine import PlanEstimator, better, earliest_finish_plan, refine
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot
 from helium_lc.schedule.trt import TemplatedRadixTree, TRTNode
 
@@ -48,9 +49,12 @@ class HeliumOptions:
     warm_min_tokens: int = 192          # warm only static prefixes at least this long
     exhaustive_max_workers: int = 8     # up to this many workers, every worker is a candidate
     max_improve_moves: int = 256        # local-search moves after packing
+    refine_max_calls: int = 16          # batches up to this size get makespan-scored local search
+    refine_max_evals: int = 4000        # plans scored per local search (two searches per batch)
 
     def __post_init__(self) -> None:
-        for name in ("warm_min_tokens", "exhaustive_max_workers", "max_improve_moves"):
+        for name in ("warm_min_tokens", "exhaustive_max_workers", "max_improve_moves",
+                     "refine_max_calls", "refine_max_evals"):
             if getattr(self, name) < 0:
                 raise ValueError(f"HeliumOptions.{name} must be >= 0, got {getattr(self, name)!r}.")
 
@@ -176,14 +180,33 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
     worker_of = {cid: worker_of_unit[i] for i, u in enumerate(unit_list) for cid in u.call_ids}
     rank = {cid: i for i, cid in enumerate(priority)}
     final = topo_order(snapshot.calls, key=lambda c: rank[c.call_id])
+    plan = assignment_from(snapshot, final, worker_of)
+    if len(by_id) <= opts.refine_max_calls:
+        plan = Assignment(order=_refined(snapshot, plan, final, batch, opts))
+        group_of = {cid: u.group for u in unit_list for cid in u.call_ids}
+        served = [(w, group_of[cid]) for w, ids in plan.order.items() for cid in ids]
+    else:
+        served = [(worker_of_unit[i], u.group) for i, u in enumerate(unit_list)]
     warm: dict[int, list[tuple[int, ...]]] = {}
     view = {w.worker_id: w for w in workers}
-    for i, u in enumerate(unit_list):
-        w = worker_of_unit[i]
-        if (len(u.group) >= max(opts.warm_min_tokens, bs) and u.group not in warm.setdefault(w, [])
-                and view[w].resident.peek(u.group) < len(u.group)):
-            warm[w].append(u.group)
-    return assignment_from(snapshot, final, worker_of, {w: tuple(p) for w, p in warm.items() if p})
+    for w, g in served:
+        if (len(g) >= max(opts.warm_min_tokens, bs) and g not in warm.setdefault(w, [])
+                and view[w].resident.peek(g) < len(g)):
+            warm[w].append(g)
+    return Assignment(order=plan.order, warm={w: tuple(p) for w, p in warm.items() if p})
+
+
+def _refined(snapshot: Snapshot, plan: Assignment, final: list[Hashable], batch: int,
+             opts: HeliumOptions) -> dict[int, tuple[Hashable, ...]]:
+    """Small batches: local search from the packed plan and from an earliest-finish plan,
+    scored by estimated makespan; keep the best (the packed plan wins ties)."""
+    est = PlanEstimator(snapshot, batch)
+    best = refine(est, plan.order, max_evals=opts.refine_max_evals)
+    best_score = est.score(best)
+    other = refine(est, earliest_finish_plan(est, final), max_evals=opts.refine_max_evals)
+    if better(est.score(other), best_score):
+        best = other
+    return {w: tuple(ids) for w, ids in best.items()}
 
 
 def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: int) -> list[int]:
