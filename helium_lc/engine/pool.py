@@ -243,6 +243,18 @@ class WorkerPool:
     def num_waiting(self, worker_id: int) -> int:
         return len(self._slots[worker_id].waiting)
 
+    def max_outstanding(self, worker_id: int) -> int:
+        """How many requests the worker admits at once (its engine's running batch)."""
+        return self._slots[worker_id].max_outstanding
+
+    def is_alive(self, worker_id: int) -> bool:
+        """Whether the worker takes requests (False while dead or being restarted)."""
+        return self._slots[worker_id].alive
+
+    def worker(self, worker_id: int) -> Worker:
+        """The worker object currently serving ``worker_id`` (a new one after a restart)."""
+        return self._slots[worker_id].worker
+
     @property
     def block_size(self) -> int:
         return min(s.worker.block_size for s in self._slots.values()) if self._slots else 16
@@ -351,9 +363,11 @@ class WorkerPool:
                 await asyncio.wait(pending)
         return self._pick(request, worker_id)
 
-    async def _generate_on_loop(self, request: GenerationRequest, worker_id: int | None) -> GenerationResult:
+    async def _generate_on_loop(self, request: GenerationRequest, worker_id: int | None,
+                                retry_elsewhere: bool = True) -> GenerationResult:
         last_exc: BaseException | None = None
-        for attempt in range(2):  # one retry on another worker if the first one dies
+        # one retry on another worker if the first one dies (unless the caller re-plans itself)
+        for attempt in range(2 if retry_elsewhere else 1):
             wid = await self._pick_async(request, worker_id if attempt == 0 else None)
             try:
                 await self._admit(wid, request.priority)
@@ -394,10 +408,14 @@ class WorkerPool:
         return GenerationRequest(tuple(request), sampling or SamplingSpec())
 
     async def agenerate(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
-                        *, worker_id: int | None = None) -> GenerationResult:
-        """Run one request to completion (await from any event loop)."""
+                        *, worker_id: int | None = None, retry_elsewhere: bool = True) -> GenerationResult:
+        """Run one request to completion (await from any event loop).
+
+        ``retry_elsewhere=False`` raises ``WorkerDiedError`` when the worker dies instead of
+        retrying once on the router's choice (the runtime scheduler re-plans such requests).
+        """
         req = self._as_request(request, sampling)
-        return await self.engine_loop.arun(self._generate_on_loop(req, worker_id))
+        return await self.engine_loop.arun(self._generate_on_loop(req, worker_id, retry_elsewhere))
 
     def generate(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
                  *, worker_id: int | None = None) -> GenerationResult:

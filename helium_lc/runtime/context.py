@@ -154,25 +154,58 @@ class Runtime:
     def prepare_request(self, request: GenerationRequest) -> tuple[GenerationRequest, int | None]:
         """Stamp the origin on ``request``; return it with the worker to use (None: pool's choice).
 
-        The scheduler (``helium_lc.schedule``) will choose worker and priority here; until it
-        is wired in, the pool's router places the request and the priority is unchanged.
+        Worker and priority of requests sent to a ``WorkerPool`` are chosen later, by the
+        pool's :class:`~helium_lc.runtime.scheduler.RuntimeScheduler` in :meth:`dispatch`.
         """
         origin = request.origin
         if origin is None:
             origin = current_origin() or self.begin_call(None)
         return dataclasses.replace(request, origin=origin), None
 
+    def _scheduling(self, pool: Any) -> "tuple[Any, Any, Any] | None":
+        """(scheduler, options, this run's ticket) for a ``WorkerPool``; None for other pools."""
+        from helium_lc.engine.pool import WorkerPool
+        from helium_lc.runtime.scheduler import RunTicket, ScheduleOptions, scheduler_for
+
+        if not isinstance(pool, WorkerPool):
+            return None
+        state = self.__dict__.get("_sched_state")
+        if state is None:
+            with self._lock:
+                state = self.__dict__.get("_sched_state")
+                if state is None:
+                    # Call sites are learned per app: the prompt cache is shared by all runs of one
+                    # accelerated graph, so its identity names the app.
+                    state = self.__dict__["_sched_state"] = (
+                        ScheduleOptions.from_config(self.config), RunTicket(id(self.cache), self.recorder))
+        return (scheduler_for(pool), *state)
+
     async def dispatch(self, pool: Any, request: GenerationRequest) -> GenerationResult:
-        """Send ``request`` to ``pool`` on behalf of this run (what HeliumChatModel calls)."""
+        """Send ``request`` to ``pool`` on behalf of this run (what HeliumChatModel calls).
+
+        Requests to a ``WorkerPool`` go through its cache-aware scheduler (policy, placement,
+        priority and warming from this run's ``HeliumConfig``); anything else with an
+        ``agenerate`` method is called directly.
+        """
         req, worker_id = self.prepare_request(request)
-        result = await pool.agenerate(req, worker_id=worker_id)
+        sched = self._scheduling(pool)
+        if sched is None:
+            result = await pool.agenerate(req, worker_id=worker_id)
+        else:
+            scheduler, options, ticket = sched
+            result = await scheduler.agenerate(req, options=options, ticket=ticket)
         self.record_engine_result(result)
         return result
 
     def dispatch_blocking(self, pool: Any, request: GenerationRequest) -> GenerationResult:
         """:meth:`dispatch` for sync callers (blocks this thread; never call it on an event loop)."""
         req, worker_id = self.prepare_request(request)
-        result = pool.generate(req, worker_id=worker_id)
+        sched = self._scheduling(pool)
+        if sched is None:
+            result = pool.generate(req, worker_id=worker_id)
+        else:
+            scheduler, options, ticket = sched
+            result = scheduler.generate(req, options=options, ticket=ticket)
         self.record_engine_result(result)
         return result
 

@@ -34,6 +34,11 @@ class RunStats:
         num_prompt_tokens: prompt tokens of the calls sent (engine results, else usage metadata).
         num_cached_prompt_tokens: of those, tokens the engines found in their KV cache.
         num_engine_requests: requests dispatched to a WorkerPool.
+        planning_s: seconds the scheduling policy spent planning this run's requests
+            (sum over planning rounds; a round shared by concurrent runs counts for each).
+        num_warm_requests: prefix warm-ups the scheduler issued for this run.
+        num_oversized_requests: requests larger than every worker's KV cache (a warning:
+            served without being modelled as cached).
         wall_s: wall time of the run (sum over runs).
         num_rows: inputs run.
         num_failed_rows: inputs whose run raised.
@@ -48,6 +53,9 @@ class RunStats:
     num_prompt_tokens: int = 0
     num_cached_prompt_tokens: int = 0
     num_engine_requests: int = 0
+    planning_s: float = 0.0
+    num_warm_requests: int = 0
+    num_oversized_requests: int = 0
     wall_s: float = 0.0
     num_rows: int = 0
     num_failed_rows: int = 0
@@ -78,9 +86,9 @@ class StatsRecorder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._counts: dict[str, float] = {name: 0.0 if name.endswith("_s") else 0 for name in _COUNTERS}
 
-    def add(self, **deltas: int) -> None:
+    def add(self, **deltas: float) -> None:
         """Add ``deltas`` to the named counters (names as in :class:`RunStats`)."""
         with self._lock:
             for name, delta in deltas.items():
@@ -88,7 +96,7 @@ class StatsRecorder:
                     raise KeyError(f"unknown run counter {name!r}; known: {', '.join(_COUNTERS)}.")
                 self._counts[name] += delta
 
-    def get(self, name: str) -> int:
+    def get(self, name: str) -> float:
         """The current value of one counter."""
         with self._lock:
             return self._counts[name]

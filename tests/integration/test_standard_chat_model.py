@@ -75,3 +75,14 @@ class TestHeliumChatModelIntegration(ChatModelIntegrationTests):
     @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
     def test_structured_output_optional_param(self, model) -> None:
         super().test_structured_output_optional_param(model)
+
+    @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
+    def test_json_mode(self, model) -> None:
+        super().test_json_mode(model)
+
+    # With tool_choice="auto" SmolLM2-135M rarely decides to call a tool (it answers in text);
+    # forced tool calls (guided decoding) are tested by test_tool_calling*/ our engine tests.
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    @pytest.mark.xfail(reason="135M model seldom chooses to call a tool on its own", strict=False)
+    def test_agent_loop(self, model) -> None:
+        super().test_agent_loop(model)

@@ -13,13 +13,14 @@ can afford to simulate every candidate plan instead:
   pessimistic estimate that stays valid whatever the cache capacity.
 - ``earliest_finish_plan`` list-schedules calls in priority order onto the worker where
   each finishes first (precedence delays included).
-- ``refine`` improves a plan by relocating runs of 1-3 consecutive calls (to any worker and
+- ``refine`` improves plans by relocating runs of 1-3 consecutive calls (to any worker and
   position) and swapping pairs of calls, first improvement in a fixed scan order, until no
-  move helps or ``max_evals`` plans were scored. Plans compare by (makespan, busy time,
-  sum of finish times), so moves that save cache work or finish calls earlier are kept
-  when the makespan ties.
+  move helps; then it kicks the best plan (a few seeded random relocations) and descends
+  again, keeping what is better (iterated local search), until ``max_evals`` plans were
+  scored. Plans compare by (makespan, busy time, sum of finish times), so moves that save
+  cache work or finish calls earlier are kept when the makespan ties.
 
-Everything is deterministic: same inputs, same plan.
+Everything is deterministic: same inputs and seed, same plan.
 
 Example:
     >>> from helium_lc.schedule.cost import CostModel
@@ -38,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import random
 from typing import Hashable, Mapping, Sequence
 
 from helium_lc.schedule.policies._common import lcp_aligned
@@ -200,25 +202,60 @@ def _neighbours(seqs: list[list[int]], max_run: int):
             yield out
 
 
-def refine(est: PlanEstimator, plan: Mapping[int, Sequence[Hashable]], max_evals: int = 4000,
-           max_run: int = 3) -> Plan:
-    """Local search from ``plan`` (first improvement, fixed scan order) scored by ``est``.
-
-    Returns a plan never worse than the input; stops at a local optimum or after
-    ``max_evals`` scored neighbours.
-    """
-    seqs = est.to_indices(plan)
+def _descend(est: PlanEstimator, seqs: list[list[int]], budget: list[int], max_run: int
+             ) -> tuple[list[list[int]], Score]:
+    """First-improvement descent; ``budget[0]`` counts down the plans it may still score."""
     cur = est.score_indices(seqs)
-    evals = 0
     improved = True
-    while improved and evals < max_evals:
+    while improved and budget[0] > 0:
         improved = False
         for cand in _neighbours(seqs, max_run):
-            evals += 1
+            budget[0] -= 1
             s = est.score_indices(cand)
             if better(s, cur):
                 seqs, cur, improved = cand, s, True
                 break
-            if evals >= max_evals:
+            if budget[0] <= 0:
                 break
-    return est.to_plan(seqs)
+    return seqs, cur
+
+
+def _kick(seqs: list[list[int]], rng: random.Random, num_moves: int = 2) -> list[list[int]]:
+    """Relocate ``num_moves`` randomly chosen calls to random workers and positions."""
+    out = [list(s) for s in seqs]
+    for _ in range(num_moves):
+        src = rng.choice([w for w in range(len(out)) if out[w]])
+        j = out[src].pop(rng.randrange(len(out[src])))
+        dst = rng.randrange(len(out))
+        out[dst].insert(rng.randrange(len(out[dst]) + 1), j)
+    return out
+
+
+def refine(est: PlanEstimator, *plans: Mapping[int, Sequence[Hashable]], max_evals: int = 4000,
+           max_kicks: int = 0, seed: int = 0, max_run: int = 3) -> Plan:
+    """Local search (first improvement, fixed scan order) from each of ``plans``, then up to
+    ``max_kicks`` rounds of iterated local search: perturb the best plan with a seeded random
+    kick and descend again, keeping the result when it is better.
+
+    Returns the best plan found (never worse than the first input; inputs win ties in
+    order). At most ``max_evals`` candidate plans are scored in all; the same inputs and
+    ``seed`` always give the same plan.
+    """
+    if not plans:
+        raise ValueError("refine() needs at least one starting plan.")
+    budget = [max_evals]
+    best: tuple[list[list[int]], Score] | None = None
+    for plan in plans:
+        seqs, score = _descend(est, est.to_indices(plan), budget, max_run)
+        if best is None or better(score, best[1]):
+            best = (seqs, score)
+    assert best is not None
+    rng = random.Random(seed)
+    if len(est.ids) >= 2:
+        for _ in range(max_kicks):
+            if budget[0] <= 0:
+                break
+            seqs, score = _descend(est, _kick(best[0], rng), budget, max_run)
+            if better(score, best[1]):
+                best = (seqs, score)
+    return est.to_plan(best[0])

@@ -16,6 +16,10 @@ Organising rule: *order by the TRT, place by cost.*
    worse than the least-loaded one by more than the prefix's prefill. A hot group whose
    work exceeds one share spills over to more workers (its prefix is replicated). A local
    search then moves bundles off the most loaded worker while that lowers the maximum.
+   Even work ignores how long a dependent call waits for inputs on other workers, so a
+   small batch (<= ``refine_max_calls``) is then re-planned by estimated makespan
+   (``_refine.py``): local search from the packed plan and from an earliest-finish plan,
+   simulating each candidate with the cost model and precedence delays; the best wins.
 3. Warm. Each worker gets the static prefixes (>= ``warm_min_tokens``, block aligned) of
    the groups it will serve and does not already hold.
 
@@ -37,7 +41,7 @@ from dataclasses import dataclass
 from typing import Hashable
 
 from helium_lc.schedule.policies._common import assignment_from, topo_order, unique_tokens
-from helium_lc.schedule.policies._refine import PlanEstimator, better, earliest_finish_plan, refine
+from helium_lc.schedule.policies._refine import PlanEstimator, earliest_finish_plan, refine
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot
 from helium_lc.schedule.trt import TemplatedRadixTree, TRTNode
 
@@ -50,11 +54,12 @@ class HeliumOptions:
     exhaustive_max_workers: int = 8     # up to this many workers, every worker is a candidate
     max_improve_moves: int = 256        # local-search moves after packing
     refine_max_calls: int = 16          # batches up to this size get makespan-scored local search
-    refine_max_evals: int = 4000        # plans scored per local search (two searches per batch)
+    refine_max_evals: int = 8000        # plans scored in all by that search
+    refine_max_kicks: int = 60          # iterated-local-search kicks after the first descents
 
     def __post_init__(self) -> None:
         for name in ("warm_min_tokens", "exhaustive_max_workers", "max_improve_moves",
-                     "refine_max_calls", "refine_max_evals"):
+                     "refine_max_calls", "refine_max_evals", "refine_max_kicks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"HeliumOptions.{name} must be >= 0, got {getattr(self, name)!r}.")
 
@@ -199,13 +204,10 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
 def _refined(snapshot: Snapshot, plan: Assignment, final: list[Hashable], batch: int,
              opts: HeliumOptions) -> dict[int, tuple[Hashable, ...]]:
     """Small batches: local search from the packed plan and from an earliest-finish plan,
-    scored by estimated makespan; keep the best (the packed plan wins ties)."""
+    then seeded kicks, all scored by estimated makespan (the packed plan wins ties)."""
     est = PlanEstimator(snapshot, batch)
-    best = refine(est, plan.order, max_evals=opts.refine_max_evals)
-    best_score = est.score(best)
-    other = refine(est, earliest_finish_plan(est, final), max_evals=opts.refine_max_evals)
-    if better(est.score(other), best_score):
-        best = other
+    best = refine(est, plan.order, earliest_finish_plan(est, final), max_evals=opts.refine_max_evals,
+                  max_kicks=opts.refine_max_kicks, seed=snapshot.seed)
     return {w: tuple(ids) for w, ids in best.items()}
 
 

@@ -1,0 +1,175 @@
+"""What the runtime scheduler learns and keeps per pool: call-site prefixes, per-worker
+KV models, and the warming rule.
+
+Live requests arrive as concrete token ids without a template. ``SiteBook`` learns each
+call site's *static prefix* (the longest common prefix of every prompt seen at that site,
+across rows and batches) so that the policy's Templated Radix Tree sees real templates:
+``(static prefix tokens, "rest")``. A site seen with one prompt only has no known template
+yet (its prompt is used as an all-literal template).
+
+``WorkerModels`` holds one ``RadixCache`` per worker: a model of what was sent to it
+(block aligned, capacity = the worker's KV capacity, LRU eviction). A restarted worker
+(a new worker object under the same id) starts with an empty model.
+
+``choose_warm_prefixes`` is the warming rule (see its docstring).
+
+Example:
+    >>> book = SiteBook()
+    >>> book.observe("s", (1, 2, 3, 4, 9)); book.static_prefix("s") is None
+    True
+    >>> book.observe("s", (1, 2, 3, 4, 8)); book.static_prefix("s")
+    (1, 2, 3, 4)
+    >>> template_for((1, 2, 3, 4, 8), (1, 2, 3, 4))
+    ((1, 2, 3, 4), 'rest')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+from helium_lc.schedule.radix import KVCacheFullError, RadixCache
+from helium_lc.schedule.snapshot import TemplateKey
+
+__all__ = ["SiteBook", "WorkerModels", "template_for", "common_prefix_len", "choose_warm_prefixes"]
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def template_for(prompt: tuple[int, ...], static_prefix: tuple[int, ...] | None) -> TemplateKey | None:
+    """The template key of a prompt whose call site has ``static_prefix`` (None: unknown)."""
+    if not static_prefix:
+        return None
+    if len(static_prefix) >= len(prompt):
+        return (prompt,)
+    return (static_prefix, "rest")
+
+
+@dataclass
+class _Site:
+    prefix: tuple[int, ...]
+    num_distinct: int = 1
+    workers: set[int] = field(default_factory=set)
+
+
+class SiteBook:
+    """Static prefix per call site, learned as the common prefix of its prompts.
+
+    A site key is any hashable; the scheduler uses ``(app_key, node, ordinal)`` so that
+    two apps sharing a pool do not mix their templates.
+    """
+
+    def __init__(self) -> None:
+        self._sites: dict[Hashable, _Site] = {}
+
+    def observe(self, site: Hashable, prompt: tuple[int, ...]) -> None:
+        """Fold one prompt into the site's common prefix. Mutates the book."""
+        s = self._sites.get(site)
+        if s is None:
+            self._sites[site] = _Site(prompt)
+            return
+        if prompt != s.prefix:
+            n = common_prefix_len(s.prefix, prompt)
+            s.prefix = s.prefix[:n]
+            s.num_distinct += 1
+
+    def static_prefix(self, site: Hashable) -> tuple[int, ...] | None:
+        """The site's static prefix once two different prompts were seen, else None."""
+        s = self._sites.get(site)
+        if s is None or s.num_distinct < 2:
+            return None
+        return s.prefix
+
+    def note_served(self, site: Hashable, worker_id: int) -> None:
+        """Remember that ``worker_id`` served a call of ``site``. Mutates the book."""
+        if site in self._sites:
+            self._sites[site].workers.add(worker_id)
+
+    def known_prefixes(self, app_key: Any) -> list[tuple[Hashable, tuple[int, ...], frozenset[int]]]:
+        """(site, static prefix, workers that served it) for the sites of one app."""
+        out = []
+        for site, s in self._sites.items():
+            if isinstance(site, tuple) and site and site[0] == app_key and s.num_distinct >= 2 and s.prefix:
+                out.append((site, s.prefix, frozenset(s.workers)))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+
+class WorkerModels:
+    """One ``RadixCache`` per worker modelling what was sent to it."""
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self._models: dict[int, tuple[int, RadixCache]] = {}
+
+    def get(self, worker_id: int, worker: Any) -> RadixCache:
+        """The model of ``worker`` (a fresh one when the worker object changed, e.g. restarted)."""
+        entry = self._models.get(worker_id)
+        if entry is None or entry[0] != id(worker):
+            cap = int(getattr(worker, "kv_capacity_tokens", 0) or 0)
+            entry = (id(worker), RadixCache(block_size=self.block_size, capacity_tokens=cap or None))
+            self._models[worker_id] = entry
+        return entry[1]
+
+    def forget(self, worker_id: int) -> None:
+        """Drop a worker's model (it died; its cache is gone)."""
+        self._models.pop(worker_id, None)
+
+    def reset_all(self) -> None:
+        """Empty every model (after ``pool.reset_prefix_cache()``)."""
+        for _, model in self._models.values():
+            model.reset()
+
+    @staticmethod
+    def record_sent(model: RadixCache, prompt: Sequence[int]) -> bool:
+        """Insert a sent prompt; False when it does not fit the modelled cache at all."""
+        try:
+            model.insert(prompt)
+        except KVCacheFullError:
+            return False
+        return True
+
+
+def choose_warm_prefixes(candidates: Mapping[int, Iterable[tuple[int, ...]]],
+                         tick_prompts: Mapping[int, Sequence[tuple[int, ...]]],
+                         models: Mapping[int, RadixCache], *, threshold_tokens: int,
+                         block_size: int) -> list[tuple[int, tuple[int, ...]]]:
+    """The (worker, prefix) warm-ups worth issuing now.
+
+    Rule: a prefix is cut to whole blocks and warmed on a worker only when the part of it
+    that warming would compute there -- its tokens beyond what the worker's model already
+    holds *and* beyond what any request submitted to that worker in this same tick shares
+    with it -- is at least ``max(threshold_tokens, block_size)`` long, and the prefix takes at
+    most half of the worker's modelled KV capacity. A request submitted in the same tick
+    prefills the shared part itself, concurrently, so warming it would only make that
+    request wait; a prefix already resident needs nothing. Mutates nothing.
+    """
+    out: list[tuple[int, tuple[int, ...]]] = []
+    need = max(threshold_tokens, block_size)
+    for w, prefixes in candidates.items():
+        model = models.get(w)
+        if model is None:
+            continue
+        seen: set[tuple[int, ...]] = set()
+        for p in prefixes:
+            p = tuple(p[: len(p) - len(p) % block_size])
+            if not p or p in seen:
+                continue
+            seen.add(p)
+            if model.capacity_tokens is not None and 2 * len(p) > model.capacity_tokens:
+                continue
+            covered = model.peek(p)
+            for q in tick_prompts.get(w, ()):
+                covered = max(covered, common_prefix_len(p, q))
+            if len(p) - covered >= need:
+                out.append((w, p))
+    return out

@@ -1,0 +1,424 @@
+"""``RuntimeScheduler``: the cache-aware scheduler between accelerated runs and a ``WorkerPool``.
+
+One scheduler per pool (``scheduler_for(pool)``), kept for the life of the pool so that
+what it learned (call-site prefixes, output lengths, per-worker KV models) carries over
+from run to run and batch to batch. All its state lives on the pool's engine loop; callers
+on other threads or loops reach it through ``agenerate``/``generate``.
+
+Organising rule: *gather, plan, release in planned order.* Each dispatched request joins a
+pending set; after a tiny gather window (``ScheduleOptions.gather_window_s``, 2 ms by
+default, 0 for ``fifo``) the pending set becomes a ``Snapshot`` (prompt tokens, template =
+learned static prefix of the call site, row, estimated output tokens; per-worker resident
+model and load) and the configured policy plans it. Requests are then released worker by
+worker in the planned order with ``priority`` = base + position in that worker's order,
+where base grows monotonically from plan to plan, so the pool's per-worker priority queue
+admits them in planned order and a later plan never jumps ahead of an earlier one. The
+pool keeps each engine's running batch full and only holds back the excess.
+
+Warming: before a plan's requests are released, static prefixes of call sites this app
+used before (and the policy's own warm list) are warmed on the workers that served them,
+by the rule of :func:`~helium_lc.runtime.sched_model.choose_warm_prefixes`: only the part
+no request of the same tick shares (that request prefills it concurrently anyway), at least
+``warm_threshold_tokens``, not modelled as resident, at most once per run per worker and
+prefix. Warm-ups are fire-and-forget: no request ever waits for one.
+
+Faults: a request whose worker dies is re-planned onto the live workers (never lost,
+never run twice into the results); a prompt larger than every worker's KV capacity is
+served but not modelled as cached, and counted in ``RunStats.num_oversized_requests``.
+
+Example (simulated workers; the pool still loads the real tokenizer):
+    >>> from helium_lc.engine.pool import WorkerPool
+    >>> from helium_lc.engine.sim import SimWorker
+    >>> from helium_lc.engine.types import GenerationRequest, SamplingSpec
+    >>> pool = WorkerPool(workers=[SimWorker(0, block_size=4), SimWorker(1, block_size=4)])  # doctest: +SKIP
+    >>> sched = scheduler_for(pool)                                                          # doctest: +SKIP
+    >>> req = GenerationRequest((1, 2, 3, 4, 5), SamplingSpec(max_tokens=2))                  # doctest: +SKIP
+    >>> sched.generate(req, options=ScheduleOptions(policy="fifo")).worker_id                 # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections import defaultdict, deque
+from dataclasses import dataclass, replace
+from typing import Any, Hashable
+
+from helium_lc.engine.types import GenerationRequest, GenerationResult, RequestOrigin, WorkerDiedError
+from helium_lc.runtime.sched_model import SiteBook, WorkerModels, choose_warm_prefixes, template_for
+from helium_lc.schedule.cost import CostModel, OutputLengthProfile
+from helium_lc.schedule.policies import get_policy
+from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
+
+__all__ = ["ScheduleOptions", "RunTicket", "RuntimeScheduler", "scheduler_for", "DEFAULT_GATHER_WINDOW_S"]
+
+log = logging.getLogger("helium_lc.scheduler")
+
+#: How long the first of a group of concurrent arrivals waits for the others (seconds).
+DEFAULT_GATHER_WINDOW_S = 0.002
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    """How one run's requests are scheduled; validated on construction.
+
+    ``gather_window_s=None`` means 0 for ``fifo`` (plain least-outstanding routing in arrival
+    order, no added latency) and ``DEFAULT_GATHER_WINDOW_S`` for every other policy.
+    """
+
+    policy: str = "helium"
+    warm: bool = True
+    warm_threshold_tokens: int = 200
+    gather_window_s: float | None = None
+
+    def __post_init__(self) -> None:
+        get_policy(self.policy)  # raises with the list of valid names
+        if not isinstance(self.warm, bool):
+            raise ValueError(f"ScheduleOptions.warm must be True or False, got {self.warm!r}.")
+        t = self.warm_threshold_tokens
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            raise ValueError(f"ScheduleOptions.warm_threshold_tokens must be an integer >= 0, got {t!r}.")
+        g = self.gather_window_s
+        if g is not None and not (isinstance(g, (int, float)) and 0 <= g <= 0.1):
+            raise ValueError(f"ScheduleOptions.gather_window_s must be None or in [0, 0.1] seconds, "
+                             f"got {g!r}; a few milliseconds is plenty.")
+
+    @property
+    def window_s(self) -> float:
+        """The gather window actually used."""
+        if self.gather_window_s is not None:
+            return float(self.gather_window_s)
+        return 0.0 if self.policy == "fifo" else DEFAULT_GATHER_WINDOW_S
+
+    @classmethod
+    def from_config(cls, config: Any) -> "ScheduleOptions":
+        """The options of a ``HeliumConfig``."""
+        return cls(policy=config.policy, warm=config.warm, warm_threshold_tokens=config.warm_threshold_tokens)
+
+
+class RunTicket:
+    """Per-run bookkeeping: which app (call sites are learned per app), where this run's
+    counters go (a ``StatsRecorder`` or None), and which prefixes it already warmed."""
+
+    def __init__(self, app_key: Hashable = None, recorder: Any = None) -> None:
+        self.app_key = app_key
+        self.recorder = recorder
+        self.warmed: set[tuple[int, tuple[int, ...]]] = set()
+
+    def add(self, **deltas: float) -> None:
+        """Add to this run's counters (no-op without a recorder)."""
+        if self.recorder is not None:
+            self.recorder.add(**deltas)
+
+
+@dataclass
+class _Pending:
+    request: GenerationRequest
+    site: Hashable
+    options: ScheduleOptions
+    ticket: RunTicket
+    arrival_seq: int
+    future: "asyncio.Future[_Placement]"
+
+
+@dataclass(frozen=True)
+class _Placement:
+    worker_id: int
+    priority: int
+    work_s: float
+
+
+@dataclass(frozen=True)
+class _PlanRecord:
+    policy: str
+    calls: tuple[PendingCall, ...]
+    labels: tuple[str, ...]
+    order: dict[int, tuple[Hashable, ...]]
+    warmed: tuple[tuple[int, int], ...]
+    planning_s: float
+
+
+class RuntimeScheduler:
+    """Plans and places the LLM requests of accelerated runs on one pool (see module doc).
+
+    Args:
+        pool: the ``WorkerPool`` (held weakly).
+        cost: cost model for the policies (default: ``CostModel`` at the pool's block size).
+        default_output_tokens: output estimate for a call site never seen finishing
+            (capped by the request's ``max_tokens``).
+    """
+
+    def __init__(self, pool: Any, cost: CostModel | None = None, default_output_tokens: int = 64) -> None:
+        self._pool_ref = weakref.ref(pool)
+        bs = pool.block_size
+        self.cost = replace(cost, block_size=bs) if cost is not None else CostModel(block_size=bs)
+        self.profile = OutputLengthProfile(default_tokens=default_output_tokens)
+        self.sites = SiteBook()
+        self.models = WorkerModels(bs)
+        self._pending: list[_Pending] = []
+        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._arrivals = itertools.count()
+        self._next_priority = 0
+        self._unadmitted: dict[int, int] = defaultdict(int)
+        self._queued_work_s: dict[int, float] = defaultdict(float)
+        self._recent: deque[_PlanRecord] = deque(maxlen=8)
+        self._warm_tasks: set[asyncio.Task[Any]] = set()
+        self.totals: dict[str, float] = {"planning_s": 0.0, "num_plans": 0, "num_planned_requests": 0,
+                                         "num_warm_requests": 0, "num_oversized_requests": 0,
+                                         "num_replanned_requests": 0}
+
+    # -- public API (any thread / loop) ---------------------------------------------------------
+    async def agenerate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
+                        ticket: RunTicket | None = None) -> GenerationResult:
+        """Schedule and run one request; await from any event loop."""
+        pool = self._pool()
+        return await pool.engine_loop.arun(self._submit(request, options or ScheduleOptions(),
+                                                        ticket or RunTicket()))
+
+    def generate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
+                 ticket: RunTicket | None = None) -> GenerationResult:
+        """Blocking ``agenerate`` (from any thread but the engine loop's)."""
+        pool = self._pool()
+        return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()))
+
+    def forget_cache_model(self) -> None:
+        """Empty the per-worker KV models; call after ``pool.reset_prefix_cache()``."""
+        async def _reset() -> None:
+            self.models.reset_all()
+        self._pool().engine_loop.run(_reset())
+
+    def explain_text(self) -> str:
+        """The last plans: policy, TRT of the planned calls, planned order per worker, warm-ups."""
+        from helium_lc.schedule.trt import TemplatedRadixTree
+
+        records = list(self._recent)
+        lines = [f"RuntimeScheduler: {int(self.totals['num_plans'])} plans, "
+                 f"{int(self.totals['num_planned_requests'])} requests, planning "
+                 f"{1000 * self.totals['planning_s']:.1f} ms, {int(self.totals['num_warm_requests'])} warm-ups, "
+                 f"{int(self.totals['num_replanned_requests'])} re-planned, "
+                 f"{len(self.sites)} call sites learned"]
+        if not records:
+            return lines[0] + "\n(no plan yet)"
+        big = max(records, key=lambda r: len(r.calls))
+        shown = [big] if big is records[-1] else [big, records[-1]]
+        for rec in shown:
+            lines.append(f"-- plan of {len(rec.calls)} calls, policy {rec.policy}, "
+                         f"{1000 * rec.planning_s:.2f} ms")
+            lines.append(TemplatedRadixTree.build(rec.calls).to_text())
+            for w in sorted(rec.order):
+                ids = rec.order[w]
+                labels = ", ".join(rec.labels[i] for i in ids[:12]) + (" ..." if len(ids) > 12 else "")  # type: ignore[index]
+                lines.append(f"worker {w}: {len(ids)} calls: {labels}")
+            for w, n in rec.warmed:
+                lines.append(f"warm worker {w}: {n} tokens")
+        return "\n".join(lines)
+
+    # -- on the engine loop ---------------------------------------------------------------------
+    def _pool(self) -> Any:
+        pool = self._pool_ref()
+        if pool is None:
+            raise RuntimeError("The WorkerPool of this scheduler was garbage-collected; keep a reference to it.")
+        return pool
+
+    async def _submit(self, request: GenerationRequest, options: ScheduleOptions,
+                      ticket: RunTicket) -> GenerationResult:
+        loop = asyncio.get_running_loop()
+        pool = self._pool()
+        origin = request.origin or RequestOrigin()
+        site = (ticket.app_key, origin.node, origin.ordinal)
+        last_exc: BaseException | None = None
+        for _ in range(pool.num_workers + 1):  # each death removes a worker: bounded re-plans
+            fut: asyncio.Future[_Placement] = loop.create_future()
+            self._pending.append(_Pending(request, site, options, ticket, next(self._arrivals), fut))
+            self._arm(loop, options.window_s)
+            try:
+                placed = await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._settle(fut.result(), admitted=False)
+                raise
+            self._unadmitted[placed.worker_id] -= 1
+            try:
+                result = await pool.agenerate(replace(request, priority=placed.priority),
+                                              worker_id=placed.worker_id, retry_elsewhere=False)
+            except WorkerDiedError as exc:
+                last_exc = exc
+                if not pool.is_alive(placed.worker_id):
+                    self.models.forget(placed.worker_id)
+                self.totals["num_replanned_requests"] += 1
+                continue
+            finally:
+                self._settle(placed, admitted=True)
+            self.profile.record(site, result.num_output_tokens)
+            return result
+        raise WorkerDiedError(f"request {request.request_id} could not be served: every worker it was "
+                              f"placed on died ({last_exc}). Create a new WorkerPool.") from last_exc
+
+    def _settle(self, placed: _Placement, *, admitted: bool) -> None:
+        if not admitted:
+            self._unadmitted[placed.worker_id] -= 1
+        w = placed.worker_id
+        self._queued_work_s[w] = max(0.0, self._queued_work_s[w] - placed.work_s)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, window_s: float) -> None:
+        if self._flush_handle is not None:
+            return
+        self._flush_handle = (loop.call_soon(self._flush) if window_s <= 0
+                              else loop.call_later(window_s, self._flush))
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        batch, self._pending = self._pending, []
+        groups: dict[ScheduleOptions, list[_Pending]] = {}
+        for p in batch:
+            if not p.future.done():  # a cancelled caller drops out
+                groups.setdefault(p.options, []).append(p)
+        for options, group in groups.items():
+            try:
+                self._plan(group, options)
+            except Exception as exc:  # noqa: BLE001 - fail the callers, never the loop
+                log.exception("helium_lc: planning %d requests failed", len(group))
+                for p in group:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+
+    def _est_output_tokens(self, p: _Pending) -> int:
+        cap = p.request.sampling.max_tokens
+        if self.profile.num_samples(p.site):
+            return max(1, min(cap, self.profile.estimate(p.site)))
+        return max(1, min(cap, self.profile.default_tokens))
+
+    def _plan(self, group: list[_Pending], options: ScheduleOptions) -> None:
+        pool = self._pool()
+        live = set(pool.alive_worker_ids())  # raises WorkerDiedError when none is left
+        bs = self.models.block_size
+        rows: dict[tuple[int, int | None], int] = {}
+        calls, labels = [], []
+        for i, p in enumerate(group):
+            prompt = p.request.prompt_token_ids
+            self.sites.observe(p.site, prompt)
+            origin = p.request.origin or RequestOrigin()
+            row = None if origin.row is None else rows.setdefault((id(p.ticket), origin.row), len(rows))
+            calls.append(PendingCall(
+                call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
+                row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site))
+            labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
+        views, models = [], {}
+        for w in sorted(s.worker_id for s in pool.workers):
+            model = models[w] = self.models.get(w, pool.worker(w))
+            n_wait = pool.num_waiting(w)
+            views.append(WorkerView(
+                worker_id=w, resident=model, num_running=pool.num_outstanding(w) - n_wait + self._unadmitted[w],
+                num_waiting=n_wait, queued_work_s=max(0.0, self._queued_work_s[w]),
+                kv_capacity_tokens=model.capacity_tokens, alive=w in live, max_num_seqs=pool.max_outstanding(w)))
+        snapshot = Snapshot(calls=tuple(calls), workers=tuple(views), cost=self.cost, seed=int(self.totals["num_plans"]))
+        t0 = time.perf_counter()
+        assignment = get_policy(options.policy)(snapshot)
+        planning_s = time.perf_counter() - t0
+        assignment.check(snapshot)
+        tickets = {id(p.ticket): p.ticket for p in group}
+        for t in tickets.values():
+            t.add(planning_s=planning_s)
+        self.totals["planning_s"] += planning_s
+        self.totals["num_plans"] += 1
+        self.totals["num_planned_requests"] += len(group)
+        warmed = self._warm(group, assignment, options, models) if options.warm else []
+        self._release(group, assignment, snapshot, models, live)
+        self._recent.append(_PlanRecord(options.policy, snapshot.calls, tuple(labels),
+                                        {w: tuple(ids) for w, ids in assignment.order.items()},
+                                        tuple((w, len(pfx)) for w, pfx in warmed), planning_s))
+
+    def _warm(self, group: list[_Pending], assignment: Assignment, options: ScheduleOptions,
+              models: dict[int, Any]) -> list[tuple[int, tuple[int, ...]]]:
+        """Issue the warm-ups of this plan (fire and forget) before its requests are released."""
+        pool = self._pool()
+        tick_sites = {p.site for p in group}
+        tick_prompts: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+        for w, ids in assignment.order.items():
+            tick_prompts[w].extend(group[i].request.prompt_token_ids for i in ids)  # type: ignore[index]
+        candidates: dict[int, list[tuple[int, ...]]] = {w: list(p) for w, p in assignment.warm.items()}
+        owner: dict[Hashable, RunTicket] = {}
+        for p in group:
+            owner.setdefault(p.ticket.app_key, p.ticket)
+        for app_key in owner:
+            for site, prefix, workers in self.sites.known_prefixes(app_key):
+                if site in tick_sites:
+                    continue
+                for w in workers:
+                    if w in assignment.order:
+                        candidates.setdefault(w, []).append(prefix)
+        chosen = choose_warm_prefixes(candidates, tick_prompts, models,
+                                      threshold_tokens=options.warm_threshold_tokens, block_size=self.models.block_size)
+        ticket = group[0].ticket
+        issued = []
+        loop = asyncio.get_running_loop()
+        for w, prefix in chosen:
+            if (w, prefix) in ticket.warmed:
+                continue
+            ticket.warmed.add((w, prefix))
+            models[w].insert(prefix)
+            task = loop.create_task(pool.awarm(prefix, [w]))
+            self._warm_tasks.add(task)
+            task.add_done_callback(self._warm_done)
+            issued.append((w, prefix))
+        if issued:
+            ticket.add(num_warm_requests=len(issued))
+            self.totals["num_warm_requests"] += len(issued)
+        return issued
+
+    def _warm_done(self, task: "asyncio.Task[Any]") -> None:
+        self._warm_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("helium_lc: a warm-up failed (ignored): %s", task.exception())
+
+    def _release(self, group: list[_Pending], assignment: Assignment, snapshot: Snapshot,
+                 models: dict[int, Any], live: set[int]) -> None:
+        """Resolve placements worker by worker in planned order; model what each worker is sent."""
+        orders = {w: ids for w, ids in assignment.order.items() if ids}
+        if not orders:
+            return
+        base = self._next_priority
+        longest = max(len(ids) for ids in orders.values())
+        self._next_priority += longest
+        max_capacity = max((models[w].capacity_tokens or 0) for w in live) or None
+        views = {v.worker_id: v for v in snapshot.workers}
+        for pos in range(longest):
+            for w in sorted(orders):
+                ids = orders[w]
+                if pos >= len(ids):
+                    continue
+                i = ids[pos]
+                p, call = group[i], snapshot.calls[i]  # type: ignore[index]
+                prompt = p.request.prompt_token_ids
+                uncached = len(prompt) - models[w].peek(prompt)
+                batch = max(1, min(views[w].max_num_seqs, len(ids)))
+                work_s = self.cost.work_s(uncached, call.est_output_tokens, batch)
+                if max_capacity is not None and len(prompt) > max_capacity:
+                    p.ticket.add(num_oversized_requests=1)
+                    self.totals["num_oversized_requests"] += 1
+                    log.warning("helium_lc: a %d-token prompt exceeds every worker's KV cache (%d tokens); "
+                                "it is served without prefix caching.", len(prompt), max_capacity)
+                else:
+                    self.models.record_sent(models[w], prompt)
+                self.sites.note_served(p.site, w)
+                self._unadmitted[w] += 1
+                self._queued_work_s[w] += work_s
+                p.future.set_result(_Placement(w, base + pos, work_s))
+
+
+_SCHEDULERS: "weakref.WeakKeyDictionary[Any, RuntimeScheduler]" = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def scheduler_for(pool: Any) -> RuntimeScheduler:
+    """The scheduler of ``pool`` (created on first use, kept while the pool lives)."""
+    with _REGISTRY_LOCK:
+        sched = _SCHEDULERS.get(pool)
+        if sched is None:
+            sched = _SCHEDULERS[pool] = RuntimeScheduler(pool.start())
+        return sched
