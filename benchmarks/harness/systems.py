@@ -36,7 +36,7 @@ from .metrics import percentile
 from .recorder import ROW_METADATA_KEY, CallRecord, CallRecorder, RowTimer
 
 __all__ = ["SystemSpec", "SYSTEMS", "BASELINE", "select_systems", "BatchMeasure", "measure_batch",
-           "planning_s_of"]
+           "planning_s_of", "pool_counters"]
 
 BASELINE = "langgraph"
 
@@ -166,13 +166,21 @@ async def _run_rows(target: Any, inputs: Sequence[Any], sequential: bool) -> tup
 def measure_batch(system: SystemSpec, target: Any, inputs: Sequence[Any], pool: Any) -> BatchMeasure:
     """Run one batch of ``system`` (``target``: the plain app or its accelerated graph) and measure it.
 
-    Resets nothing: the caller decides what starts cold. Pool counters are reset here so they
-    cover exactly this batch.
+    Resets nothing: the caller decides what starts cold. Pool counters are
+    differenced around the batch so they cover exactly it.
     """
-    pool.reset_stats()
+    before = pool_counters(pool)
     with CallRecorder(pool) as rec:
         outs, lat, makespan = asyncio.run(_run_rows(target, inputs, system.mode == "sequential"))
     run_stats = target.last_run_stats() if system.mode == "accelerated" else None
-    stats = pool.stats()
-    stats.pop("workers", None)
-    return BatchMeasure(system.name, makespan, lat, outs, list(rec.records), stats, run_stats)
+    after = pool_counters(pool)
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    return BatchMeasure(system.name, makespan, lat, outs, list(rec.records), delta, run_stats)
+
+
+def pool_counters(pool: Any) -> dict[str, int]:
+    """The pool's summed integer counters now (differences of two calls cover a batch; not every
+    worker can reset its counters)."""
+    return {k: v for k, v in pool.stats().items()
+            if isinstance(v, int) and not isinstance(v, bool) and k.startswith("num_")
+            and k not in ("num_running", "num_workers_alive")}

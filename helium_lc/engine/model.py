@@ -103,7 +103,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     config = AutoConfig.from_pretrained(src_dir, gguf_file=name)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    config.torch_dtype = torch.bfloat16
+    config.dtype = torch.bfloat16
     clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = clean.load_state_dict(quantized.state_dict(), strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings

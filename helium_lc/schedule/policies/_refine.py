@@ -62,7 +62,7 @@ class PlanEstimator:
         cost = snapshot.cost
         self.snapshot = snapshot
         self.worker_ids = [w.worker_id for w in snapshot.live_workers]
-        self._free0 = [w.queued_work_s for w in snapshot.live_workers]
+        self.initial_free_s = [w.queued_work_s for w in snapshot.live_workers]
         self._resident = [w.resident for w in snapshot.live_workers]
         self.ids = [c.call_id for c in snapshot.calls]
         self.index = {cid: i for i, cid in enumerate(self.ids)}
@@ -91,7 +91,7 @@ class PlanEstimator:
         (``_INFEASIBLE`` when a call waits on a dependency queued behind it)."""
         n = len(self.ids)
         finish: list[float | None] = [None] * n
-        free = list(self._free0)
+        free = list(self.initial_free_s)
         heads = [0] * len(seqs)
         prev = [-1 - w for w in range(len(seqs))]
         done, busy, total = 0, 0.0, 0.0
@@ -154,7 +154,7 @@ def earliest_finish_plan(est: PlanEstimator, priority: Sequence[Hashable]) -> Pl
     the worker where it would finish earliest; ties go to the worker free sooner, then the
     lowest id."""
     W = len(est.worker_ids)
-    free = list(est._free0)
+    free = list(est.initial_free_s)
     prev = [-1 - w for w in range(W)]
     finish: dict[int, float] = {}
     seqs: list[list[int]] = [[] for _ in range(W)]

@@ -1,0 +1,134 @@
+"""The benchmark harness end to end on simulated engines, and its statistics on hand-made numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.harness.metrics import geomean, median, percentile, summarize, system_order  # noqa: E402
+from benchmarks.harness.plots import make_plots  # noqa: E402
+from benchmarks.harness.pools import PoolSpec, sim_pool_factory  # noqa: E402
+from benchmarks.harness.profiles import PROFILES, BenchProfile  # noqa: E402
+from benchmarks.harness.recorder import CallRecord, trace_to_calls  # noqa: E402
+from benchmarks.harness.report import write_results  # noqa: E402
+from benchmarks.harness.runner import kv_pressure_spec, run_benchmark  # noqa: E402
+from benchmarks.harness.systems import select_systems  # noqa: E402
+
+
+def test_median_and_percentiles_by_hand() -> None:
+    # Odd count: the middle value; even count: the mean of the middle two.
+    assert median([5.0, 1.0, 3.0]) == 3.0
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    # p95 of 1..4: rank 0.95 * 3 = 2.85 -> 3 + 0.85 * (4 - 3) = 3.85.
+    assert percentile([4.0, 2.0, 1.0, 3.0], 95) == pytest.approx(3.85)
+    assert geomean([2.0, 8.0]) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="no values"):
+        median([])
+
+
+def test_system_order_alternates_every_other_repeat() -> None:
+    # Repeat 0 runs as listed, repeat 1 reversed, repeat 2 as listed again.
+    names = ["langgraph", "helium", "lspf"]
+    assert system_order(names, 0) == names
+    assert system_order(names, 1) == ["lspf", "helium", "langgraph"]
+    assert system_order(names, 2) == names
+
+
+def test_summarize_takes_medians_and_all_of_booleans() -> None:
+    # Three repeats: makespans 3, 1, 2 -> median 2; one repeat had unequal outputs -> False;
+    # a metric missing in one repeat is the median of the others; None is skipped.
+    reps = [{"makespan_s": 3.0, "eq": True, "plan": 0.1}, {"makespan_s": 1.0, "eq": False, "plan": None},
+            {"makespan_s": 2.0, "eq": True}]
+    assert summarize(reps) == {"makespan_s": 2.0, "eq": False, "plan": 0.1}
+
+
+def test_baseline_always_selected_and_unknown_system_named() -> None:
+    assert [s.name for s in select_systems(["helium"])] == ["langgraph", "helium"]
+    with pytest.raises(ValueError, match="unknown system.*'fast'"):
+        select_systems(["fast"])
+
+
+def test_kv_pressure_pool_holds_fraction_but_one_sequence() -> None:
+    # 10,000 unique tokens at 10% = 1,000 tokens, but the longest sequence is 1,500 tokens:
+    # max_model_len rounds up to 1,504 (47 blocks of 32), KV = that plus one block = 1,536.
+    spec = kv_pressure_spec(10_000, 1_500, 0.1, 32)
+    assert (spec.max_model_len, spec.kv_capacity_tokens) == (1504, 1536)
+    with pytest.raises(ValueError, match="must hold one full"):
+        PoolSpec(kv_capacity_tokens=100, max_model_len=200)
+
+
+def test_trace_to_calls_dependencies_follow_steps_and_prefix_is_block_aligned() -> None:
+    def rec(row: int, node: str, step: int, prompt: tuple[int, ...]) -> CallRecord:
+        return CallRecord(row, node, step, prompt, 0, 0.0, 1.0, 1.0, 0, 3)
+
+    # Row 0: two experts in step 1, a summary in step 2 (depends on both); row 1: one expert.
+    # The experts share 6 leading tokens -> static prefix cut to 4 (block size 4).
+    records = [rec(0, "expert", 1, (1, 2, 3, 4, 5, 6, 7)), rec(0, "expert", 1, (1, 2, 3, 4, 5, 6, 8)),
+               rec(0, "summary", 2, (9, 9, 9)), rec(1, "expert", 1, (1, 2, 3, 4, 5, 6, 9))]
+    calls = trace_to_calls(records, block_size=4)
+    assert calls[2].deps == ("c0", "c1") and calls[0].deps == () and calls[3].deps == ()
+    assert calls[0].static_prefix_tokens == (1, 2, 3, 4)
+    assert calls[2].static_prefix_tokens == ()  # a node called once has no shared prefix
+    assert calls[3].est_output_tokens == 3
+
+
+def test_profile_validation_names_the_problem() -> None:
+    with pytest.raises(ValueError, match="unknown or no workloads"):
+        BenchProfile("x", ("nope",))
+    with pytest.raises(ValueError, match="regimes"):
+        PROFILES["quick"].with_overrides(regimes=("hot",))
+
+
+@pytest.fixture(scope="module")
+def sim_results() -> dict:
+    # Two small workloads x 2 inputs on 2 simulated workers, two regimes, two repeats, 2 systems.
+    profile = PROFILES["quick"].with_overrides(
+        workloads=("mapred", "reflect"), regimes=("ample", "many-workers"), num_inputs=2, repeats=2,
+        num_workers=2, max_output_tokens=4, sim_num_inputs=2, sim_worker_counts=(2,), batch_sizes=(),
+        prefix_sweep=(), workload_params={"mapred": {"num_experts": 2, "data_source": "bundled"},
+                                          "reflect": {"data_source": "bundled"}})
+    return run_benchmark(profile, pool_factory=sim_pool_factory(), systems=["helium"],
+                         progress=False)
+
+
+def test_end_to_end_on_simulated_workers(sim_results: dict, tmp_path: Path) -> None:
+    cells = sim_results["regimes"]["ample"]["cells"]
+    assert [c["workload"] for c in cells] == ["mapred", "reflect"]
+    for cell in cells:
+        med = cell["median"]
+        assert set(med) == {"langgraph", "helium"}
+        # Two repeats per system were measured; the median makespan is the mean of the two.
+        for name, reps in cell["repeats"].items():
+            assert len(reps) == 2
+            assert med[name]["makespan_s"] == pytest.approx((reps[0]["makespan_s"] + reps[1]["makespan_s"]) / 2)
+        # Speedups are against this run's own langgraph median.
+        assert med["langgraph"]["speedup_vs_langgraph"] == 1.0
+        assert med["helium"]["speedup_vs_langgraph"] == pytest.approx(
+            med["langgraph"]["makespan_s"] / med["helium"]["makespan_s"])
+    # mapred with 2 experts: 3 calls per input, 2 inputs -> 6 engine calls for the plain run; the
+    # shared system prompt means some prompt tokens came from the KV cache.
+    mapred = cells[0]["median"]["langgraph"]
+    assert mapred["num_llm_calls_sent"] == 6
+    assert 0 < mapred["num_cached_prompt_tokens"] < mapred["num_prompt_tokens"]
+    assert mapred["lower_bound_tokens"] <= mapred["num_computed_prompt_tokens"]
+    # Outputs of every accelerated system equal the plain ones (deterministic model).
+    assert sim_results["fidelity"]["mapred"]["same_batch"] == {"helium": True}
+    assert sim_results["fidelity"]["reflect"]["second_batch"] == {"helium": True}
+    # The simulator regime has one row per policy with fifo as its own baseline.
+    rows = sim_results["many_workers"]["mapred"]
+    assert {r["policy"] for r in rows} >= {"fifo", "helium"}
+    assert [r["speedup_vs_fifo"] for r in rows if r["policy"] == "fifo"] == [1.0]
+    # Files: JSON round-trips, Markdown has the table, plots are PNGs.
+    paths = write_results(sim_results, tmp_path)
+    assert json.loads(paths["json"].read_text())["profile"] == "quick"
+    md = paths["markdown"].read_text()
+    assert "| mapred | helium |" in md and "Regime `many-workers`" in md
+    plots = make_plots(sim_results, tmp_path)
+    names = {p.name for p in plots}
+    assert {"speedup.png", "cache_hits.png", "timeline.png", "many_workers.png"} <= names
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
