@@ -130,6 +130,7 @@ class Runtime:
         self.started_s = time.perf_counter()
         self._lock = threading.Lock()
         self._ordinals: dict[tuple[Any, ...], int] = {}
+        self._sched_state: tuple[Any, Any] | None = None  # (ScheduleOptions, RunTicket), made on first use
 
     # -- origins --------------------------------------------------------------------------------
     def begin_call(self, metadata: Mapping[str, Any] | None = None) -> RequestOrigin:
@@ -169,15 +170,13 @@ class Runtime:
 
         if not isinstance(pool, WorkerPool):
             return None
-        state = self.__dict__.get("_sched_state")
-        if state is None:
-            with self._lock:
-                state = self.__dict__.get("_sched_state")
-                if state is None:
-                    # Call sites are learned per app: the prompt cache is shared by all runs of one
-                    # accelerated graph, so its identity names the app.
-                    state = self.__dict__["_sched_state"] = (
-                        ScheduleOptions.from_config(self.config), RunTicket(id(self.cache), self.recorder))
+        with self._lock:
+            if self._sched_state is None:
+                # Call sites are learned per app: the prompt cache is shared by all runs of one
+                # accelerated graph, so its identity names the app.
+                self._sched_state = (ScheduleOptions.from_config(self.config),
+                                     RunTicket(id(self.cache), self.recorder))
+            state = self._sched_state
         return (scheduler_for(pool), *state)
 
     async def dispatch(self, pool: Any, request: GenerationRequest) -> GenerationResult:
