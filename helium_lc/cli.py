@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="run the demo LangGraph app on a real vLLM pool")
     d.add_argument("--num-workers", type=int, default=1)
     d.add_argument("--no-progress", action="store_true")
-    b = sub.add_parser("bench", help="run the benchmarks (see benchmarks/README.md)")
-    b.add_argument("args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", help="run the benchmarks (see benchmarks/README.md); other options go to benchmarks/run.py",
+                   add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.cmd != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     if args.cmd == "provision":
         from helium_lc.engine.model import ensure_default_model
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if not script.exists():
             print(f"benchmarks/run.py not found next to the package ({script}); run from a source checkout.", file=sys.stderr)
             return 2
-        sys.argv = [str(script), *args.args]
+        sys.argv = [str(script), *rest]
         runpy.run_path(str(script), run_name="__main__")
         return 0
     return 2
