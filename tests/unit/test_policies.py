@@ -132,6 +132,36 @@ def test_plan_estimator_counts_precedence_waits_and_rejects_deadlocks():
     assert est.score(better_plan)[0] == pytest.approx(0.41)
 
 
+def test_plan_estimator_credits_resident_prefix_to_every_call():
+    # Worker 0 holds SYS_A (16 tokens). Call b (SYS_B + 2) runs first, then a (SYS_A + 2):
+    # b is cold, 18 x 0.01 + 4 decode steps x 0.01 = 0.22 s; a shares nothing with b but
+    # still finds SYS_A resident, so it prefills 2 tokens: 0.02 + 0.04 = 0.06 s. Total 0.28 s
+    # (0.44 s if only the previous prompt counted).
+    calls = (PendingCall("b", SYS_B + (1, 1), est_output_tokens=4),
+             PendingCall("a", SYS_A + (1, 1), est_output_tokens=4))
+    est = PlanEstimator(Snapshot(calls=calls, workers=two_workers(resident_a_on=0), cost=COST), batch_size=1)
+    assert est.score({0: ["b", "a"], 1: []})[0] == pytest.approx(0.28)
+    # on worker 1, which holds nothing, a is cold: b on 0 (0.22), a on 1 (0.22)
+    assert est.score({0: ["b"], 1: ["a"]})[0] == pytest.approx(0.22)
+
+
+def test_helium_keeps_many_conversations_home_beyond_the_refine_size():
+    # 20 conversations (more than refine_max_calls = 16, so the packing path decides) from
+    # one input row, behind one shared system prompt: the runtime gives them one template
+    # (SYS_A, "rest"), so they are one group. Conversation i's earlier turn (SYS_A + 16 own
+    # tokens) is resident on worker i % 2. Every call goes home (10 per worker: balanced)
+    # and computes only its 4 new tokens.
+    convs = [SYS_A + tuple(range(1000 + 100 * i, 1016 + 100 * i)) for i in range(20)]
+    caches = [RadixCache(block_size=BS), RadixCache(block_size=BS)]
+    for i, c in enumerate(convs):
+        caches[i % 2].insert(c)
+    calls = tuple(PendingCall(i, c + (7, 7, 7, 7), template_key=(SYS_A, "rest"), row=0, est_output_tokens=4,
+                              arrival_seq=i) for i, c in enumerate(convs))
+    snap = Snapshot(calls=calls, workers=tuple(WorkerView(w, resident=caches[w]) for w in (0, 1)), cost=COST)
+    order = helium(snap).order
+    assert order[0] == tuple(range(0, 20, 2)) and order[1] == tuple(range(1, 20, 2))
+
+
 def test_helium_options_are_validated():
     with pytest.raises(ValueError, match="refine_max_evals"):
         HeliumOptions(refine_max_evals=-1)

@@ -7,10 +7,13 @@ can afford to simulate every candidate plan instead:
 
 - ``PlanEstimator`` runs each worker's sequence one call at a time with the ``CostModel``:
   a call starts when its worker is free and every in-snapshot dependency has finished (on
-  any worker); it prefills the prompt tokens beyond the whole-block prefix it shares with
-  the worker's previous prompt (the first call matches the worker's resident cache), then
-  takes its share of decode. Matching only the previous prompt is the KV-pressure case, a
-  pessimistic estimate that stays valid whatever the cache capacity.
+  any worker); it prefills the prompt tokens beyond the longer of the whole-block prefix it
+  shares with the worker's previous prompt and the prefix resident on the worker at
+  snapshot time, then takes its share of decode. Within the plan only the previous prompt
+  counts (the KV-pressure case, valid whatever the cache capacity); what was resident
+  before the plan is credited to every call, so a conversation whose earlier turns sit on
+  one worker is cheaper there wherever it comes in that worker's sequence (online, this
+  is what keeps a growing conversation on the worker that holds it).
 - ``earliest_finish_plan`` list-schedules calls in priority order onto the worker where
   each finishes first (precedence delays included).
 - ``refine`` improves plans by relocating runs of 1-3 consecutive calls (to any worker and
@@ -71,18 +74,27 @@ class PlanEstimator:
         self._decode_s = [c.est_output_tokens * cost.step_s(b) / b for c in snapshot.calls]
         self.deps = [tuple(sorted({self.index[d] for d in c.deps if d in self.index})) for c in snapshot.calls]
         self._cost = cost
-        self._dur: dict[tuple[int, int], float] = {}
+        self._dur: dict[tuple[int, int, int], float] = {}
+        self._resident_hit: dict[tuple[int, int], int] = {}
 
-    def dur_s(self, prev: int, j: int) -> float:
-        """Seconds of call ``j`` after call ``prev`` (``prev < 0``: first on worker ``-1 - prev``)."""
-        key = (prev, j)
+    def resident_tokens(self, w: int, j: int) -> int:
+        """Leading tokens of call ``j``'s prompt resident on the ``w``-th live worker at snapshot time."""
+        key = (w, j)
+        hit = self._resident_hit.get(key)
+        if hit is None:
+            hit = self._resident_hit[key] = self._resident[w].peek(self._prompts[j])
+        return hit
+
+    def dur_s(self, w: int, prev: int, j: int) -> float:
+        """Seconds of call ``j`` on the ``w``-th live worker right after call ``prev`` (``prev < 0``:
+        the first call there)."""
+        key = (w, prev, j)
         d = self._dur.get(key)
         if d is None:
             prompt = self._prompts[j]
-            if prev < 0:
-                hit = self._resident[-1 - prev].peek(prompt)
-            else:
-                hit = lcp_aligned(self._prompts[prev], prompt, self._cost.block_size)
+            hit = self.resident_tokens(w, j)
+            if prev >= 0:
+                hit = max(hit, lcp_aligned(self._prompts[prev], prompt, self._cost.block_size))
             d = self._dur[key] = self._cost.prefill_s(len(prompt) - hit) + self._decode_s[j]
         return d
 
@@ -93,7 +105,7 @@ class PlanEstimator:
         finish: list[float | None] = [None] * n
         free = list(self.initial_free_s)
         heads = [0] * len(seqs)
-        prev = [-1 - w for w in range(len(seqs))]
+        prev = [-1] * len(seqs)
         done, busy, total = 0, 0.0, 0.0
         while done < n:
             progressed = False
@@ -109,7 +121,7 @@ class PlanEstimator:
                         if f > s:
                             s = f
                     else:
-                        d_s = self.dur_s(p, j)
+                        d_s = self.dur_s(w, p, j)
                         t = s + d_s
                         finish[j] = t
                         busy += d_s
@@ -155,14 +167,14 @@ def earliest_finish_plan(est: PlanEstimator, priority: Sequence[Hashable]) -> Pl
     lowest id."""
     W = len(est.worker_ids)
     free = list(est.initial_free_s)
-    prev = [-1 - w for w in range(W)]
+    prev = [-1] * W
     finish: dict[int, float] = {}
     seqs: list[list[int]] = [[] for _ in range(W)]
     for cid in priority:
         j = est.index[cid]
         ready = max((finish[d] for d in est.deps[j]), default=0.0)
-        best = min(range(W), key=lambda w: (max(free[w], ready) + est.dur_s(prev[w], j), free[w], w))
-        finish[j] = free[best] = max(free[best], ready) + est.dur_s(prev[best], j)
+        best = min(range(W), key=lambda w: (max(free[w], ready) + est.dur_s(w, prev[w], j), free[w], w))
+        finish[j] = free[best] = max(free[best], ready) + est.dur_s(best, prev[best], j)
         prev[best] = j
         seqs[best].append(j)
     return est.to_plan(seqs)

@@ -10,16 +10,23 @@ Organising rule: *order by the TRT, place by cost.*
    (each row's own context is reused while resident). A final Kahn pass keeps every call
    after its dependencies; when nothing is ready it forces the highest-priority call whose
    dependencies are all placed, so progress is guaranteed.
-2. Place. The unit of placement is a (group, row) bundle. Bundles are packed group by
-   group onto workers, filling each worker up to an even share of the estimated work, on
-   the worker where the group's prefix is already resident or planned when that is not
-   worse than the least-loaded one by more than the prefix's prefill. A hot group whose
-   work exceeds one share spills over to more workers (its prefix is replicated). A local
-   search then moves bundles off the most loaded worker while that lowers the maximum.
+2. Place. The unit of placement is a (group, row, context) bundle: the calls of one row
+   in one group whose prompts share the first block past the static prefix (several
+   agents' conversations from one input row are separate bundles). A bundle whose own
+   context is already resident on some worker (online: a conversation's earlier turns)
+   goes to the worker where its uncached prefill is least. The other bundles are packed
+   group by group onto workers, filling each worker up to an even share of the estimated
+   work (queued work included), on the worker where the group's prefix is already
+   resident or planned when that is not worse than the least-loaded one by more than the
+   prefix's prefill. A hot group whose work exceeds one share spills over to more workers
+   (its prefix is replicated). A local search then moves bundles off the most loaded
+   worker while that lowers the maximum (a move pays the prefill it loses), so affinity
+   never piles work on one worker while another one idles.
    Even work ignores how long a dependent call waits for inputs on other workers, so a
-   small batch (<= ``refine_max_calls``) is then re-planned by estimated makespan
-   (``_refine.py``): local search from the packed plan and from an earliest-finish plan,
-   simulating each candidate with the cost model and precedence delays; the best wins.
+   small batch (<= ``refine_max_calls``, the usual online case) is then re-planned by
+   estimated makespan (``_refine.py``): local search from the packed plan and from an
+   earliest-finish plan, simulating each candidate with the cost model, each worker's
+   resident prefixes and precedence delays; the best wins.
 3. Warm. Each worker gets the static prefixes (>= ``warm_min_tokens``, block aligned) of
    the groups it will serve and does not already hold.
 
@@ -169,7 +176,12 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
         if g is None:
             g = trt.static_prefix_tokens(cid)
             g = group_of_node[node_id] = g[: len(g) - len(g) % bs]
-        k = (g, c.row) if c.row is not None else (g, "call", cid)
+        # calls of one row that diverge right after the static prefix (e.g. several agents'
+        # conversations from one input row) are separate bundles: each can follow its own
+        # resident context
+        p = c.prompt_token_ids
+        ctx = p[len(g): len(g) + bs] if len(p) >= len(g) + bs else ()
+        k = (g, c.row, ctx) if c.row is not None else (g, "call", cid)
         u = units.get(k)
         if u is None:
             u = units[k] = _Unit(g, [], 0, 0.0, c.prompt_token_ids)
@@ -273,9 +285,25 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
             c.add(min(held, key=lambda w: (load[w], w)))
         return sorted(c)
 
+    # Bundles whose own context (beyond the static prefix, e.g. a conversation's earlier
+    # turns) is resident somewhere go first, each to the worker where its uncached prefill
+    # is least; the local search below then moves bundles off the most loaded worker while
+    # that lowers the maximum load, so affinity is kept unless it would unbalance the plan.
+    warm_wids = [w for w in wids if getattr(view[w].resident, "size_tokens", 1) > 0]
     placed: list[int] = [-1] * len(units)
+    for i, u in enumerate(units if warm_wids else ()):
+        homes = [w for w in warm_wids if resident(u.first_prompt, w) > len(u.group)]
+        if not homes:
+            continue
+        cands = wids if len(wids) <= opts.exhaustive_max_workers else sorted(set(homes) | {least_loaded()})
+        w = min(cands, key=lambda v: (prefix_s(u, v) + unit_s(u, v), load[v], v))
+        load[w] += prefix_s(u, w) + unit_s(u, w)
+        holders.setdefault(u.group, set()).add(w)
+        placed[i] = w
     current: dict[tuple[int, ...], int] = {}   # the worker a group is being packed onto
     for i, u in enumerate(units):
+        if placed[i] >= 0:
+            continue
         w = current.get(u.group)
         if w is None or load[w] + unit_s(u, w) > share_by_level[u.level] * 1.0001:
             w = min(candidates(u), key=lambda v: (load[v] + prefix_s(u, v) + unit_s(u, v), load[v], v))
