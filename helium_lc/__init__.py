@@ -39,9 +39,9 @@ __all__ = sorted(_EXPORTS)
 # These three share their names with a submodule; import them eagerly so that the package
 # attribute is the function, not the module (`from helium_lc import accelerate`). None of them
 # imports vLLM.
-from helium_lc.accelerate import accelerate  # noqa: E402
-from helium_lc.capture import capture  # noqa: E402
-from helium_lc.explain import explain  # noqa: E402
+from helium_lc.accelerate import accelerate  # noqa: E402,F401
+from helium_lc.capture import capture  # noqa: E402,F401
+from helium_lc.explain import explain  # noqa: E402,F401
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ from helium_lc.capture.objects import (
     PURE_MARK, find_chat_model, find_chat_prompt, function_namespace, is_llm_runnable,
     model_identity, model_purity, node_function,
 )
-from helium_lc.capture.source import CallSite, FunctionFacts, analyse_function
+from helium_lc.capture.source import FunctionFacts, analyse_function
 from helium_lc.plan.ir import Operator, OperatorKind, Purity, QueryPlan, worst_purity
 from helium_lc.plan.template import PromptTemplate, template_from_chat_prompt
 

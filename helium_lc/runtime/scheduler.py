@@ -296,7 +296,6 @@ class RuntimeScheduler:
     def _plan(self, group: list[_Pending], options: ScheduleOptions) -> None:
         pool = self._pool()
         live = set(pool.alive_worker_ids())  # raises WorkerDiedError when none is left
-        bs = self.models.block_size
         rows: dict[tuple[int, int | None], int] = {}
         calls, labels = [], []
         for i, p in enumerate(group):

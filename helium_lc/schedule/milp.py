@@ -102,7 +102,7 @@ def solve_milp(inst: MilpInstance, time_limit_s: float = 30.0) -> MilpSolution:
 
     calls = list(inst.calls)
     ids = [c.call_id for c in calls]
-    n, W = len(calls), inst.num_workers
+    W = inst.num_workers
     starts = [("start", w) for w in range(W)]
     prompt = {("start", w): inst.resident_of(w) for w in range(W)}
     prompt.update({c.call_id: c.prompt_token_ids for c in calls})
