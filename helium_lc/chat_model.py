@@ -203,16 +203,14 @@ class HeliumChatModel(BaseChatModel):
         result = await self._dispatch_async(request)
         return ChatResult(generations=[ChatGeneration(message=self._to_message(request, result, tools_bound, forced))])
 
-    def _final_chunks(self, request: GenerationRequest, result: GenerationResult, tools_bound: bool,
-                      forced: bool, streamed_text: bool) -> Iterator[ChatGenerationChunk]:
-        """The closing chunk: usage, finish reason and (when tools are bound) tool calls."""
-        msg = self._to_message(request, result, tools_bound, forced)
+    @staticmethod
+    def _closing_chunk(msg: AIMessage) -> ChatGenerationChunk:
+        """The last chunk of a stream (text already sent): usage, finish reason, tool calls."""
         tool_chunks = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i,
                         "type": "tool_call_chunk"} for i, c in enumerate(msg.tool_calls)]
-        yield ChatGenerationChunk(message=AIMessageChunk(
-            content="" if streamed_text else msg.content, tool_call_chunks=tool_chunks,
-            usage_metadata=msg.usage_metadata, response_metadata=msg.response_metadata,
-            chunk_position="last"))
+        return ChatGenerationChunk(message=AIMessageChunk(
+            content="", tool_call_chunks=tool_chunks, usage_metadata=msg.usage_metadata,
+            response_metadata=msg.response_metadata, chunk_position="last"))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
@@ -221,14 +219,13 @@ class HeliumChatModel(BaseChatModel):
         if tools_bound or _current_runtime() is not None:
             # Tool calls are parsed from the whole output, and runs under accelerate() go through
             # the scheduler: one generation, delivered as a single content chunk plus the closing one.
-            result = self._dispatch_sync(request)
-            msg_text = self._to_message(request, result, tools_bound, forced).content
-            if msg_text:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg_text))
+            msg = self._to_message(request, self._dispatch_sync(request), tools_bound, forced)
+            if msg.content:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg.content))
                 if run_manager:
-                    run_manager.on_llm_new_token(msg_text, chunk=chunk)
+                    run_manager.on_llm_new_token(str(msg.content), chunk=chunk)
                 yield chunk
-            yield from self._final_chunks(request, result, tools_bound, forced, streamed_text=True)
+            yield self._closing_chunk(msg)
             return
         result = None
         for piece in self.get_pool().stream(request):
@@ -241,7 +238,7 @@ class HeliumChatModel(BaseChatModel):
                     run_manager.on_llm_new_token(piece.text_delta, chunk=chunk)
                 yield chunk
         assert result is not None
-        yield from self._final_chunks(request, result, False, False, streamed_text=True)
+        yield self._closing_chunk(self._to_message(request, result, False, False))
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
@@ -249,15 +246,13 @@ class HeliumChatModel(BaseChatModel):
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
         if tools_bound or _current_runtime() is not None:
-            result = await self._dispatch_async(request)
-            msg_text = self._to_message(request, result, tools_bound, forced).content
-            if msg_text:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg_text))
+            msg = self._to_message(request, await self._dispatch_async(request), tools_bound, forced)
+            if msg.content:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg.content))
                 if run_manager:
-                    await run_manager.on_llm_new_token(msg_text, chunk=chunk)
+                    await run_manager.on_llm_new_token(str(msg.content), chunk=chunk)
                 yield chunk
-            for c in self._final_chunks(request, result, tools_bound, forced, streamed_text=True):
-                yield c
+            yield self._closing_chunk(msg)
             return
         result = None
         async for piece in self.get_pool().astream(request):
@@ -270,8 +265,7 @@ class HeliumChatModel(BaseChatModel):
                     await run_manager.on_llm_new_token(piece.text_delta, chunk=chunk)
                 yield chunk
         assert result is not None
-        for c in self._final_chunks(request, result, False, False, streamed_text=True):
-            yield c
+        yield self._closing_chunk(self._to_message(request, result, False, False))
 
     # -- tools and structured output ------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
