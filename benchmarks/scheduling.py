@@ -1,7 +1,8 @@
 """Scheduling policies on the real engine pool: wall time and prefill work per regime.
 
-Workload: ``examples/workloads/prefix_sweep.py`` (MapRed pattern: a long shared system prompt,
-per-row context and question, ``num_agents`` agents + an aggregator per row) through
+Workload: ``examples/workloads/prefix_sweep.py`` (a long shared system prompt, per-row context
+and question; ``--pattern debate`` (default): 3 agents x 2 rounds per row, each round extending
+the agent's conversation; ``--pattern mapred``: 3 agents + an aggregator per row) through
 ``accelerate(app, config=HeliumConfig(policy=...))`` with the prompt cache off, so every call
 reaches an engine. For each regime, every policy runs the same batch; before each system the
 engines' prefix caches, the scheduler's KV model and the counters are reset, and the order of
@@ -39,9 +40,9 @@ POLICIES = ("fifo", "helium", "lspf", "prefix_affinity", "opwise", "random")
 BYTES_PER_TOKEN = 23040  # SmolLM2-135M KV in bf16: 30 layers x 2 (K,V) x 3 heads x 64 dims x 2 bytes
 
 
-def _workload(quick: bool) -> dict[str, Any]:
-    return dict(pattern="mapred", num_agents=3, system_tokens=512 if quick else 768,
-                context_tokens=192 if quick else 256, question_tokens=32, output_tokens=16)
+def _workload(quick: bool, pattern: str) -> dict[str, Any]:
+    return dict(pattern=pattern, num_agents=3, num_rounds=2, system_tokens=256 if quick else 512,
+                context_tokens=512 if quick else 768, question_tokens=32, output_tokens=16)
 
 
 def _run_system(pool: Any, policy: str, params: dict[str, Any], inputs: list[Any], *,
@@ -82,8 +83,9 @@ def _run_system(pool: Any, policy: str, params: dict[str, Any], inputs: list[Any
 
 
 def _regime(name: str, pool: Any, params: dict[str, Any], inputs: list[Any], repeats: int,
-            policies: tuple[str, ...], first_batch: list[Any] | None = None) -> None:
+            policies: tuple[str, ...], first_batch: list[Any] | None = None) -> dict[str, dict[str, float]]:
     rows: dict[str, list[dict[str, Any]]] = {p: [] for p in policies}
+    _run_system(pool, policies[0], params, inputs[:2])  # untimed: the engine's first batches are slow
     for r in range(repeats):
         order = policies if r % 2 == 0 else tuple(reversed(policies))
         for policy in order:
@@ -101,6 +103,7 @@ def _regime(name: str, pool: Any, params: dict[str, Any], inputs: list[Any], rep
               f"{m['bound']:7.0f}{m['computed'] / max(1, m['bound']):9.2f}{cx:12.2f}{m['planning_ms']:8.1f}"
               f"{m['warm']:5.0f}")
     sys.stdout.flush()
+    return med
 
 
 def main() -> None:
@@ -109,41 +112,56 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--regimes", default=None, help="subset of 'abcd'")
+    ap.add_argument("--pattern", default="debate", choices=("debate", "mapred"))
+    ap.add_argument("--kv-fraction", type=float, default=0.3,
+                    help="regimes b and c: KV cache as a fraction of the batch's unique prompt tokens")
     ap.add_argument("--policies", default=None, help="comma-separated subset of " + ",".join(POLICIES))
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=TOKENS",
+                    help="override a workload length, e.g. --set context_tokens=768 (repeatable)")
     args = ap.parse_args()
 
     from examples.workloads import prefix_sweep
     from helium_lc import WorkerPool
 
     quick = args.quick
-    rows = args.rows or (6 if quick else 10)
+    rows = args.rows or (8 if quick else 12)
     repeats = args.repeats or (1 if quick else 2)
     regimes = args.regimes or ("ab" if quick else "abcd")
     policies = tuple(args.policies.split(",")) if args.policies else (
         ("fifo", "helium", "lspf") if quick else POLICIES)
-    params = _workload(quick)
-    inputs = prefix_sweep.make_inputs(rows, seed=1, **{k: v for k, v in params.items() if k != "pattern"},
-                                      pattern="mapred")
-    second = prefix_sweep.make_inputs(rows, seed=2, **{k: v for k, v in params.items() if k != "pattern"},
-                                      pattern="mapred")
-    print(f"workload: prefix_sweep {params}; policies {policies}")
+    params = _workload(quick, args.pattern)
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in params or name == "pattern":
+            ap.error(f"--set {item}: the name must be one of {sorted(k for k in params if k != 'pattern')}")
+        params[name] = int(value)
+    gen = {k: v for k, v in params.items() if k not in ("num_agents", "num_rounds")}
+    inputs = prefix_sweep.make_inputs(rows, seed=1, **gen)
+    second = prefix_sweep.make_inputs(rows, seed=2, **gen)
+    print(f"workload: prefix_sweep {params}, {rows} rows; policies {policies}")
 
+    # The longest prompt (a last-round debate turn: system + context + question + the agent's
+    # earlier answers and the others' answers), with room for the output, rounded up to 256.
+    turns = params["num_rounds"] if params["pattern"] == "debate" else 1
+    longest = (params["system_tokens"] + params["context_tokens"] + params["question_tokens"] + 64
+               + turns * params["num_agents"] * (params["output_tokens"] + 24))
+    max_model_len = -(-(longest + params["output_tokens"]) // 256) * 256
+    unique = None  # the batch's unique prompt tokens: fifo's lower bound in regime a
     if "a" in regimes:
         with WorkerPool(num_workers=1, kv_cache_gib=0.5, max_model_len=4096) as pool:
-            _regime("a (KV holds the batch)", pool, params, inputs, repeats, policies)
+            med = _regime("a (KV holds the batch)", pool, params, inputs, repeats, policies)
+            unique = int(med[policies[0]]["bound"])
     if "b" in regimes or "c" in regimes:
-        # The longest prompt (an agent's: system + context + question + a few lines) with room
-        # for the output, rounded up to 256 tokens.
-        longest = params["system_tokens"] + params["context_tokens"] + params["question_tokens"] + 200
-        max_model_len = -(-longest // 256) * 256
-        # ~30% of the batch's unique prompt tokens, but at least max_model_len (vLLM needs it).
-        unique = params["system_tokens"] + rows * (params["context_tokens"] + params["question_tokens"]
-                                                   + (params["num_agents"] + 1) * (params["output_tokens"] + 40))
-        kv_tokens = max(max_model_len + 256, int(0.3 * unique))
+        if unique is None:  # estimate: the system prompt once, each row's context and turns
+            unique = params["system_tokens"] + rows * (longest - params["system_tokens"])
+        # a fraction of the batch's unique prompt tokens, but at least one longest prompt (vLLM needs it)
+        kv_tokens = max(max_model_len + 256, int(args.kv_fraction * unique))
+        print(f"regimes b/c: KV {kv_tokens} tokens = {kv_tokens / unique:.0%} of the batch's {unique} unique "
+              f"prompt tokens; max_model_len {max_model_len}")
         with WorkerPool(num_workers=1, kv_cache_gib=kv_tokens * BYTES_PER_TOKEN / 2**30,
                         max_model_len=max_model_len) as pool:
             if "b" in regimes:
-                _regime("b (KV ~30% of the batch)", pool, params, inputs, repeats, policies)
+                _regime(f"b (KV ~{args.kv_fraction:.0%} of the batch)", pool, params, inputs, repeats, policies)
             if "c" in regimes:
                 _regime("c (second batch, small KV)", pool, params, second, repeats, policies, first_batch=inputs)
     if "d" in regimes:

@@ -231,6 +231,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         return route_openai(dict(self.config.route))
 
     def _finish(self, rt: Runtime, num_rows: int, num_failed_rows: int) -> None:
+        rt.row_finished(None)
         stats = rt.stats(num_rows=num_rows, num_failed_rows=num_failed_rows)
         with self._stats_lock:
             self._last = stats
@@ -281,10 +282,14 @@ class AcceleratedGraph(Runnable[Any, Any]):
         configs = get_config_list(config, len(inputs))
         self._check_configs(configs)
         rt = self._runtime()
+        rt.signals_rows = True
         contexts = [bind_context(rt, row=i) for i in range(len(inputs))]
 
         async def row(i: int, x: Any) -> Any:
-            return await self.graph.ainvoke(x, configs[i], **kwargs)
+            try:
+                return await self.graph.ainvoke(x, configs[i], **kwargs)
+            finally:
+                rt.row_finished(i)
 
         outs: list[Any] = []
         try:

@@ -79,6 +79,10 @@ class VLLMWorkerConfig:
     ``kv_cache_gib`` is ALWAYS explicit: without it vLLM CPU takes ~90% of RAM.
     ``cpu_cores`` is the ``VLLM_CPU_OMP_THREADS_BIND`` value ("0", "1", "0-3"; None = vLLM's
     default); the pool gives each worker its own core(s).
+    ``scheduling_policy`` is vLLM's waiting-queue order: ``"priority"`` (default) serves
+    requests by ``GenerationRequest.priority`` (lower first, ties in arrival order, so requests
+    that all leave it at 0 are served first come first served) and, when KV blocks run out,
+    preempts the lowest-priority running request; ``"fcfs"`` ignores priorities.
     """
 
     kv_cache_gib: float = 0.5
@@ -91,6 +95,7 @@ class VLLMWorkerConfig:
     enable_prefix_caching: bool = True
     cpu_cores: str | None = None
     seed: int = 0
+    scheduling_policy: str = "priority"
     extra_engine_args: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -102,6 +107,8 @@ class VLLMWorkerConfig:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs!r}.")
         if self.block_size is not None and self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size!r}.")
+        if self.scheduling_policy not in ("priority", "fcfs"):
+            raise ValueError(f"scheduling_policy must be 'priority' or 'fcfs', got {self.scheduling_policy!r}.")
 
     @property
     def kv_cache_bytes(self) -> int:
@@ -149,7 +156,7 @@ class VLLMWorker:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         cfg = self.config
-        args = AsyncEngineArgs(
+        kwargs: dict[str, Any] = dict(
             model=str(self.model_path),
             tokenizer=str(self.model_path),
             dtype=cfg.dtype,
@@ -159,11 +166,13 @@ class VLLMWorker:
             enable_prefix_caching=cfg.enable_prefix_caching,
             kv_cache_memory_bytes=cfg.kv_cache_bytes,
             seed=cfg.seed,
+            scheduling_policy=cfg.scheduling_policy,
             disable_log_stats=False,
             **({"block_size": cfg.block_size} if cfg.block_size else {}),
             **({"max_num_batched_tokens": cfg.max_num_batched_tokens} if cfg.max_num_batched_tokens else {}),
-            **dict(cfg.extra_engine_args),
         )
+        kwargs.update(cfg.extra_engine_args)  # the caller's engine_args win
+        args = AsyncEngineArgs(**kwargs)
         saved = env.snapshot()
         if cfg.cpu_cores is not None:
             env.set_var("VLLM_CPU_OMP_THREADS_BIND", cfg.cpu_cores)

@@ -131,6 +131,10 @@ class Runtime:
         self._lock = threading.Lock()
         self._ordinals: dict[tuple[Any, ...], int] = {}
         self._sched_state: tuple[Any, Any] | None = None  # (ScheduleOptions, RunTicket), made on first use
+        self._schedulers: list[Any] = []  # the RuntimeSchedulers this run's requests went through
+        #: Set by ``abatch`` before any call: it reports every row's end (``row_finished``), which
+        #: lets row-major policies admit input rows as the KV cache allows.
+        self.signals_rows = False
 
     # -- origins --------------------------------------------------------------------------------
     def begin_call(self, metadata: Mapping[str, Any] | None = None) -> RequestOrigin:
@@ -175,9 +179,20 @@ class Runtime:
                 # Call sites are learned per app: the prompt cache is shared by all runs of one
                 # accelerated graph, so its identity names the app.
                 self._sched_state = (ScheduleOptions.from_config(self.config),
-                                     RunTicket(id(self.cache), self.recorder))
+                                     RunTicket(id(self.cache), self.recorder, signals_rows=self.signals_rows))
             state = self._sched_state
-        return (scheduler_for(pool), *state)
+            scheduler = scheduler_for(pool)
+            if scheduler not in self._schedulers:
+                self._schedulers.append(scheduler)
+        return (scheduler, *state)
+
+    def row_finished(self, row: int | None = None) -> None:
+        """Input ``row`` of this run ended (None: the whole run); its schedulers may admit others."""
+        with self._lock:
+            state, schedulers = self._sched_state, list(self._schedulers)
+        if state is not None:
+            for scheduler in schedulers:
+                scheduler.row_done(state[1], row)
 
     async def dispatch(self, pool: Any, request: GenerationRequest) -> GenerationResult:
         """Send ``request`` to ``pool`` on behalf of this run (what HeliumChatModel calls).

@@ -173,3 +173,43 @@ def choose_warm_prefixes(candidates: Mapping[int, Iterable[tuple[int, ...]]],
             if len(p) - covered >= need:
                 out.append((w, p))
     return out
+
+
+def row_footprints(calls: Iterable[tuple[Hashable, Sequence[int], int]],
+                   block_size: int) -> tuple[int, dict[Hashable, int]]:
+    """KV tokens the rows of a batch need: (shared, {row: own}).
+
+    ``calls`` are (row, prompt, estimated output tokens). A full block of the prompt tree
+    that prompts of two or more rows pass through (a common system prompt) counts once in
+    ``shared``; a block only one row's prompts reach (its context, its conversation) counts
+    in that row's ``own``, together with its prompts' partial tail blocks and outputs.
+
+    Example (block size 2; rows 0 and 1 share the block (1, 2)):
+        >>> row_footprints([(0, (1, 2, 3, 4), 1), (0, (1, 2, 3, 4, 5), 1), (1, (1, 2, 6, 6), 2)], 2)
+        (2, {0: 5, 1: 4})
+    """
+    node_ids: dict[tuple[int, tuple[int, ...]], int] = {}
+    owner: dict[int, Hashable] = {}
+    shared_marker = object()
+    extra: dict[Hashable, int] = {}
+    for row, prompt, out_tokens in calls:
+        parent = -1
+        full = len(prompt) - len(prompt) % block_size
+        for i in range(0, full, block_size):
+            key = (parent, tuple(prompt[i:i + block_size]))
+            node = node_ids.get(key)
+            if node is None:
+                node = node_ids[key] = len(node_ids)
+                owner[node] = row
+            elif owner[node] is not shared_marker and owner[node] != row:
+                owner[node] = shared_marker
+            parent = node
+        extra[row] = extra.get(row, 0) + len(prompt) - full + max(0, out_tokens)
+    shared = 0
+    own = dict.fromkeys(extra, 0)
+    for o in owner.values():
+        if o is shared_marker:
+            shared += block_size
+        else:
+            own[o] += block_size
+    return shared, {r: own[r] + extra[r] for r in own}

@@ -12,8 +12,11 @@ learned static prefix of the call site, row, estimated output tokens; per-worker
 model and load) and the configured policy plans it. Requests are then released worker by
 worker in the planned order with ``priority`` = base + position in that worker's order,
 where base grows monotonically from plan to plan, so the pool's per-worker priority queue
-admits them in planned order and a later plan never jumps ahead of an earlier one. The
-pool keeps each engine's running batch full and only holds back the excess.
+admits them in planned order and a later plan never jumps ahead of an earlier one. Row-major
+policies (``helium``) instead rank by input row first: a later call of an earlier row goes
+before the waiting calls of later rows (see ``_release``). The pool keeps each engine's running
+batch full and only holds back the excess; the engine (vLLM with ``scheduling_policy=
+"priority"``) serves what it holds in the same priority order.
 
 Warming: before a plan's requests are released, static prefixes of call sites this app
 used before (and the policy's own warm list) are warmed on the workers that served them,
@@ -50,9 +53,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Hashable
 
 from helium_lc.engine.types import GenerationRequest, GenerationResult, RequestOrigin, WorkerDiedError
-from helium_lc.runtime.sched_model import SiteBook, WorkerModels, choose_warm_prefixes, template_for
+from helium_lc.runtime.sched_model import SiteBook, WorkerModels, choose_warm_prefixes, row_footprints, template_for
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
-from helium_lc.schedule.policies import get_policy
+from helium_lc.schedule.policies import ROW_MAJOR, get_policy
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
 
 __all__ = ["ScheduleOptions", "RunTicket", "RuntimeScheduler", "scheduler_for", "DEFAULT_GATHER_WINDOW_S"]
@@ -61,6 +64,9 @@ log = logging.getLogger("helium_lc.scheduler")
 
 #: How long the first of a group of concurrent arrivals waits for the others (seconds).
 DEFAULT_GATHER_WINDOW_S = 0.002
+#: Priority room for the calls of one input row under a row-major policy (priorities stay
+#: below 2**63, the engine's integer range, for 2**47 rows).
+ROW_STRIDE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,23 @@ class RunTicket:
     """Per-run bookkeeping: which app (call sites are learned per app), where this run's
     counters go (a ``StatsRecorder`` or None), and which prefixes it already warmed."""
 
-    def __init__(self, app_key: Hashable = None, recorder: Any = None) -> None:
+    def __init__(self, app_key: Hashable = None, recorder: Any = None, *, signals_rows: bool = False) -> None:
         self.app_key = app_key
         self.recorder = recorder
+        self.signals_rows = signals_rows  # the run calls scheduler.row_done for every row it ends
         self.warmed: set[tuple[int, tuple[int, ...]]] = set()
+        self._row_keys: dict[int, tuple[int, itertools.count[int]]] = {}
+
+    def row_key(self, row: int | None, ranks: "itertools.count[int]") -> tuple[int, int]:
+        """(rank of ``row`` among all rows the scheduler has seen, next sequence number inside
+        it). A row gets its rank the first time one of its calls is released; a call without a
+        row is a row of its own."""
+        if row is None:
+            return next(ranks), 0
+        entry = self._row_keys.get(row)
+        if entry is None:
+            entry = self._row_keys[row] = (next(ranks), itertools.count())
+        return entry[0], next(entry[1])
 
     def add(self, **deltas: float) -> None:
         """Add to this run's counters (no-op without a recorder)."""
@@ -164,6 +183,9 @@ class RuntimeScheduler:
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._arrivals = itertools.count()
         self._next_priority = 0
+        self._row_ranks = itertools.count()
+        self._active_rows: dict[tuple[int, int], int] = {}  # (id(ticket), row) -> KV footprint (tokens)
+        self._held: list[_Pending] = []  # calls of rows not admitted yet (row gate)
         self._unadmitted: dict[int, int] = defaultdict(int)
         self._queued_work_s: dict[int, float] = defaultdict(float)
         self._recent: deque[_PlanRecord] = deque(maxlen=8)
@@ -185,6 +207,12 @@ class RuntimeScheduler:
         """Blocking ``agenerate`` (from any thread but the engine loop's)."""
         pool = self._pool()
         return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()))
+
+    def row_done(self, ticket: RunTicket, row: int | None = None) -> None:
+        """A run ended input ``row`` (None: all its rows); admits held rows. Any thread."""
+        pool = self._pool_ref()
+        if pool is not None and pool.started:
+            pool.engine_loop.call_soon(self._on_row_done, id(ticket), row)
 
     def forget_cache_model(self) -> None:
         """Empty the per-worker KV models; call after ``pool.reset_prefix_cache()``."""
@@ -271,6 +299,59 @@ class RuntimeScheduler:
         self._flush_handle = (loop.call_soon(self._flush) if window_s <= 0
                               else loop.call_later(window_s, self._flush))
 
+    def _on_row_done(self, ticket_id: int, row: int | None) -> None:
+        if row is None:
+            for key in [k for k in self._active_rows if k[0] == ticket_id]:
+                del self._active_rows[key]
+        else:
+            self._active_rows.pop((ticket_id, row), None)
+        if self._held:
+            self._pending.extend(self._held)
+            self._held = []
+            self._arm(asyncio.get_running_loop(), 0.0)
+
+    def _gate(self, group: list[_Pending]) -> list[_Pending]:
+        """Row gate of row-major policies: the calls of rows that may run now; holds the rest.
+
+        A run that signals row ends (``RunTicket.signals_rows``: ``abatch``) has its input rows
+        admitted in arrival order while their KV footprint (``row_footprints``: tokens only
+        that row's prompts reach, plus outputs) and the blocks rows share fit the live workers'
+        KV capacity; at least one row always runs. A row once admitted stays admitted until
+        ``row_done``, so its later calls (a debate's next round) are never held and find its
+        context still resident instead of evicted by rows that started after it. With a KV
+        cache that holds the batch, every row is admitted at once (no effect).
+        """
+        pool = self._pool()
+        capacity = 0
+        for w in pool.alive_worker_ids():
+            capacity += self.models.get(w, pool.worker(w)).capacity_tokens or 0
+        gated = [p for p in group if p.ticket.signals_rows and p.request.origin is not None
+                 and p.request.origin.row is not None]
+        if not capacity or not gated:
+            return group
+        def key(p: _Pending) -> tuple[int, int]:
+            return id(p.ticket), p.request.origin.row  # type: ignore[union-attr]
+        shared, own = row_footprints(((key(p), p.request.prompt_token_ids, self._est_output_tokens(p))
+                                      for p in gated), self.models.block_size)
+        first_seen: dict[tuple[int, int], int] = {}
+        for p in gated:
+            first_seen.setdefault(key(p), p.arrival_seq)
+        for k in own:
+            if k in self._active_rows:
+                self._active_rows[k] = max(self._active_rows[k], own[k])
+        used = shared + sum(self._active_rows.values())
+        for k in sorted((k for k in own if k not in self._active_rows), key=first_seen.__getitem__):
+            if self._active_rows and used + own[k] > capacity:
+                break
+            self._active_rows[k] = own[k]
+            used += own[k]
+        gated_ids = {id(p) for p in gated}
+        admitted = [p for p in group if id(p) not in gated_ids or key(p) in self._active_rows]
+        if len(admitted) < len(group):
+            ids = {id(p) for p in admitted}
+            self._held.extend(p for p in group if id(p) not in ids)
+        return admitted
+
     def _flush(self) -> None:
         self._flush_handle = None
         batch, self._pending = self._pending, []
@@ -280,6 +361,10 @@ class RuntimeScheduler:
                 groups.setdefault(p.options, []).append(p)
         for options, group in groups.items():
             try:
+                if options.policy in ROW_MAJOR:
+                    group = self._gate(group)
+                    if not group:
+                        continue
                 self._plan(group, options)
             except Exception as exc:  # noqa: BLE001 - fail the callers, never the loop
                 log.exception("helium_lc: planning %d requests failed", len(group))
@@ -327,7 +412,7 @@ class RuntimeScheduler:
         self.totals["num_plans"] += 1
         self.totals["num_planned_requests"] += len(group)
         warmed = self._warm(group, assignment, options, models) if options.warm else []
-        self._release(group, assignment, snapshot, models, live)
+        self._release(group, assignment, snapshot, models, live, row_major=options.policy in ROW_MAJOR)
         self._recent.append(_PlanRecord(options.policy, snapshot.calls, tuple(labels),
                                         {w: tuple(ids) for w, ids in assignment.order.items()},
                                         tuple((w, len(pfx)) for w, pfx in warmed), planning_s))
@@ -376,8 +461,14 @@ class RuntimeScheduler:
             log.warning("helium_lc: a warm-up failed (ignored): %s", task.exception())
 
     def _release(self, group: list[_Pending], assignment: Assignment, snapshot: Snapshot,
-                 models: dict[int, Any], live: set[int]) -> None:
-        """Resolve placements worker by worker in planned order; model what each worker is sent."""
+                 models: dict[int, Any], live: set[int], *, row_major: bool = False) -> None:
+        """Resolve placements worker by worker in planned order; model what each worker is sent.
+
+        Priorities (lower runs first, in the pool's queue and in vLLM's): ``base + position`` so
+        that plans follow each other in arrival order; for ``row_major`` policies (see
+        ``schedule.policies.ROW_MAJOR``) ``row rank * ROW_STRIDE + sequence inside the row``, so a
+        later call of an earlier input row (round 2 of a debate) goes before calls of later rows
+        that still wait, and is served while its row's KV blocks are resident."""
         orders = {w: ids for w, ids in assignment.order.items() if ids}
         if not orders:
             return
@@ -407,7 +498,12 @@ class RuntimeScheduler:
                 self.sites.note_served(p.site, w)
                 self._unadmitted[w] += 1
                 self._queued_work_s[w] += work_s
-                p.future.set_result(_Placement(w, base + pos, work_s))
+                if row_major:
+                    rank, seq = p.ticket.row_key((p.request.origin or RequestOrigin()).row, self._row_ranks)
+                    priority = rank * ROW_STRIDE + min(seq, ROW_STRIDE - 1)
+                else:
+                    priority = base + pos
+                p.future.set_result(_Placement(w, priority, work_s))
 
 
 _SCHEDULERS: "weakref.WeakKeyDictionary[Any, RuntimeScheduler]" = weakref.WeakKeyDictionary()

@@ -19,7 +19,7 @@ from helium_lc import HeliumChatModel, HeliumConfig, accelerate
 from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.sim import SimWorker
 from helium_lc.engine.types import GenerationRequest, RequestOrigin, SamplingSpec
-from helium_lc.runtime.sched_model import SiteBook, choose_warm_prefixes, template_for
+from helium_lc.runtime.sched_model import SiteBook, choose_warm_prefixes, row_footprints, template_for
 from helium_lc.runtime.scheduler import RunTicket, ScheduleOptions, scheduler_for
 from helium_lc.runtime.stats import StatsRecorder
 from helium_lc.schedule.policies import POLICIES
@@ -128,6 +128,92 @@ def test_one_worker_runs_calls_in_planned_order() -> None:
         assert "worker 0: 4 calls: a#0/r0, a#0/r1, b#0/r0, b#0/r1" in sched.explain_text()
     finally:
         pool.shutdown()
+
+
+def test_row_footprints_split_shared_and_own_blocks() -> None:
+    # Block size 4. Rows 0 and 1 share an 8-token system prompt; row 0 has two calls that
+    # share its 4-token context; row 1 one call. Row 0: context block 4 + two agent blocks 8 +
+    # tails 2 + outputs 2x3; row 1: context 4 + agent 4 + tail 0 + output 5.
+    system, c0, c1 = (1,) * 8, (5, 5, 5, 5), (6, 6, 6, 6)
+    calls = [(0, system + c0 + (7, 7, 7, 7, 9, 9), 3), (0, system + c0 + (8, 8, 8, 8), 3),
+             (1, system + c1 + (7, 7, 7, 7), 5)]
+    assert row_footprints(calls, 4) == (8, {0: 4 + 8 + 2 + 6, 1: 4 + 4 + 5})
+
+
+def test_row_gate_admits_rows_as_kv_allows_until_row_done() -> None:
+    # One worker with 64 tokens of KV; three rows whose 40-token prompts share nothing: one row's
+    # footprint (40 + 2 output) fits, two do not. Under helium (row-major) with a run that
+    # signals row ends, row 1 waits for row_done(row 0) and row 2 for row_done(row 1).
+    pool = _pool(SimWorker(0, block_size=4, kv_capacity_tokens=64))
+    try:
+        sched = scheduler_for(pool)
+        ticket = RunTicket("app", signals_rows=True)
+        reqs = [_req(tuple(range(100 * r, 100 * r + 40)), "a", r) for r in range(3)]
+        opts = ScheduleOptions(policy="helium")
+        done: list[int] = []
+
+        async def scenario() -> None:
+            async def one(r: GenerationRequest) -> None:
+                await sched.agenerate(r, options=opts, ticket=ticket)
+                done.append(r.origin.row)  # type: ignore[union-attr]
+            tasks = [asyncio.ensure_future(one(r)) for r in reqs]
+            await asyncio.sleep(0.1)
+            assert done == [0]              # rows 1 and 2 are held
+            sched.row_done(ticket, 0)
+            await asyncio.sleep(0.1)
+            assert done == [0, 1]
+            sched.row_done(ticket, None)    # the run ended: everything left may run
+            await asyncio.gather(*tasks)
+            assert done == [0, 1, 2]
+
+        pool.engine_loop.run(scenario())
+        # A run that does not signal row ends is never held.
+        free = RunTicket("app2")
+
+        async def unsignalled() -> None:
+            await asyncio.gather(*(sched.agenerate(_req(tuple(range(500 + 100 * r, 540 + 100 * r)), "a", r),
+                                                   options=opts, ticket=free) for r in range(3)))
+        pool.engine_loop.run(unsignalled(), timeout_s=10)
+    finally:
+        pool.shutdown()
+
+
+def test_row_major_priority_serves_an_earlier_rows_next_call_first() -> None:
+    # One worker admitting one request at a time, each taking real milliseconds. Row 0's first
+    # call runs; rows 1-3's first calls wait. Row 0's second call arrives when its first ends
+    # (row 1's is admitted then): under helium it goes before rows 2 and 3 (row-major
+    # priority), under fifo after them (arrival order).
+    def run(policy: str) -> list[str]:
+        w = _SlowSim(0, block_size=4)
+        w.max_num_seqs = 1  # type: ignore[attr-defined]
+        pool = _pool(w)
+        try:
+            sched = scheduler_for(pool)
+            ticket = RunTicket("app")
+            opts = ScheduleOptions(policy=policy, gather_window_s=0.002)
+            done: list[str] = []
+
+            async def call(row: int, node: str) -> None:
+                await sched.agenerate(_req((row + 1,) * 8 + (len(node),), node, row, max_tokens=8),
+                                      options=opts, ticket=ticket)
+                done.append(f"{node}{row}")
+
+            async def row0() -> None:
+                await call(0, "a")
+                await call(0, "b")
+
+            async def scenario() -> None:
+                first = asyncio.ensure_future(row0())
+                await asyncio.sleep(0.001)  # row 0's first call is planned (and runs) first
+                await asyncio.gather(first, *(call(r, "a") for r in (1, 2, 3)))
+            pool.engine_loop.run(scenario())
+            return done
+        finally:
+            pool.shutdown()
+
+    helium, fifo = run("helium"), run("fifo")
+    assert helium.index("b0") < helium.index("a2"), helium
+    assert fifo.index("b0") > fifo.index("a3"), fifo
 
 
 def test_worker_death_replans_without_losing_or_duplicating() -> None:
@@ -292,3 +378,22 @@ def test_helium_prefills_less_than_fifo_on_two_workers() -> None:
         finally:
             pool.shutdown()
     assert computed["helium"] < computed["fifo"], computed
+
+
+def test_helium_row_gate_prefills_less_than_fifo_under_kv_pressure() -> None:
+    # One worker whose KV cache holds about two rows' conversations; 6 rows x 2 agents x 2
+    # rounds. fifo lets every row's round 1 in and round 2 finds its row context evicted;
+    # helium admits rows as the KV allows and runs a row's round 2 before new rows start.
+    # Final states are equal (simulated outputs depend only on the prompt).
+    computed, outs = {}, {}
+    for policy in ("fifo", "helium"):
+        pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=1024))
+        try:
+            fast = accelerate(_debate(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy=policy))
+            outs[policy] = asyncio.run(fast.abatch(_inputs(6, seed=3)))
+            computed[policy] = pool.stats()["num_computed_prompt_tokens"]
+            assert fast.last_run_stats().num_engine_requests == 24
+        finally:
+            pool.shutdown()
+    assert outs["helium"] == outs["fifo"]
+    assert computed["helium"] < 0.9 * computed["fifo"], computed

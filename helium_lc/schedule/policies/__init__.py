@@ -26,6 +26,13 @@ POLICIES: dict[str, Policy] = {
     "opwise": opwise,
 }
 
+#: Policies whose order continues across plans row by row: the runtime gives a later call of an
+#: earlier input row (a debate's next round, a summariser after its mappers) priority over the
+#: still-waiting calls of later rows, so the working set in the KV cache stays a few rows wide
+#: (the design's "nested sequences"). The others keep plans in arrival order (first come, first
+#: served, as a serving engine does).
+ROW_MAJOR: frozenset[str] = frozenset({"helium"})
+
 
 def get_policy(name: str) -> Policy:
     """The policy registered under ``name``.
@@ -40,5 +47,5 @@ def get_policy(name: str) -> Policy:
                          f"{', '.join(sorted(POLICIES))}.") from None
 
 
-__all__ = ["POLICIES", "Policy", "get_policy", "helium", "HeliumOptions", "fifo", "random_policy",
+__all__ = ["POLICIES", "ROW_MAJOR", "Policy", "get_policy", "helium", "HeliumOptions", "fifo", "random_policy",
            "lspf", "prefix_affinity", "opwise"]
