@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-POLICIES = ("fifo", "helium", "lspf", "prefix_affinity", "opwise", "random")
+POLICIES = ("fifo", "helium", "helium-no-gate", "lspf", "prefix_affinity", "opwise", "random")
 BYTES_PER_TOKEN = 23040  # SmolLM2-135M KV in bf16: 30 layers x 2 (K,V) x 3 heads x 64 dims x 2 bytes
 
 
@@ -57,7 +57,10 @@ def _run_system(pool: Any, policy: str, params: dict[str, Any], inputs: list[Any
     sched = scheduler_for(pool)
     sched.forget_cache_model()
     llm = HeliumChatModel(pool=pool, max_tokens=params["output_tokens"])
-    fast = accelerate(prefix_sweep.build(llm, **params), config=HeliumConfig(policy=policy, prompt_cache=False))
+    # "helium-no-gate": helium's order and row-major priorities without the KV row gate
+    config = (HeliumConfig(policy="helium", row_gate=False, prompt_cache=False) if policy == "helium-no-gate"
+              else HeliumConfig(policy=policy, prompt_cache=False))
+    fast = accelerate(prefix_sweep.build(llm, **params), config=config)
     if first_batch is not None:
         asyncio.run(fast.abatch(first_batch))
     prompts: list[tuple[int, ...]] = []

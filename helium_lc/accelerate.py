@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import weakref
 from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
 
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -130,6 +131,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         self._stats_lock = threading.Lock()
         self._last: RunStats | None = None
         self._total = RunStats()
+        self._schedulers: "weakref.WeakSet[Any]" = weakref.WeakSet()  # pools' schedulers runs went through
         install()
 
     def _prepare(self) -> None:
@@ -220,6 +222,11 @@ class AcceleratedGraph(Runnable[Any, Any]):
             raise ValueError("Two inputs of this batch share a thread_id, so their checkpoints would "
                              "overwrite each other; give each input its own thread_id (pass a list of configs).")
 
+    def schedulers(self) -> list[Any]:
+        """The ``RuntimeScheduler`` of every pool this graph's runs sent requests to."""
+        with self._stats_lock:
+            return list(self._schedulers)
+
     def _runtime(self) -> Runtime:
         return Runtime(self.config, self._cache, self._single_flight)
 
@@ -234,6 +241,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         rt.row_finished(None)
         stats = rt.stats(num_rows=num_rows, num_failed_rows=num_failed_rows)
         with self._stats_lock:
+            self._schedulers.update(rt.schedulers)
             self._last = stats
             self._total = self._total + stats
         log.debug("helium_lc run: %s", stats.summary())

@@ -1,8 +1,9 @@
-"""``helium-lc`` command line: ``provision``, ``demo``, ``bench``, ``explain``.
+"""``helium-lc`` command line: ``provision``, ``demo``, ``calibrate``, ``bench``.
 
 Example:
     $ helium-lc provision      # convert the default model once (idempotent)
     $ helium-lc demo           # run the demo app on the default engine and model
+    $ helium-lc calibrate      # fit the scheduler's cost model to this machine's engine (~1 min)
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="run the demo LangGraph app on a real vLLM pool")
     d.add_argument("--num-workers", type=int, default=1)
     d.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("calibrate", help="measure the engine, fit the scheduler's cost model, store it")
+    c.add_argument("--num-workers", type=int, default=1, help="pool size the profile is for (default 1)")
+    c.add_argument("--repeats", type=int, default=2)
+    c.add_argument("--no-save", action="store_true", help="print the fit and its error, store nothing")
     sub.add_parser("bench", help="run the benchmarks (see benchmarks/README.md); other options go to benchmarks/run.py",
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -35,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "demo":
         from helium_lc.demo import run_demo
         return run_demo(num_workers=args.num_workers, progress=not args.no_progress)
+    if args.cmd == "calibrate":
+        from helium_lc.engine.calibration import measure_cost_model, save_profile
+        from helium_lc.engine.pool import WorkerPool
+        with WorkerPool(num_workers=args.num_workers) as pool:
+            result = measure_cost_model(pool, repeats=args.repeats)
+            print(result.summary())
+            if not args.no_save:
+                print(f"stored: {save_profile(pool, result)}")
+        return 0
     if args.cmd == "bench":
         import runpy
         from pathlib import Path

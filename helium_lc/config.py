@@ -67,7 +67,10 @@ class HeliumConfig:
         cse: merge identical pure LLM operators in the plan.
         warm: prefill static prompt prefixes on the engines before a batch.
         warm_threshold_tokens: only warm prefixes at least this long.
-        max_waiting_per_worker: cap on requests waiting (beyond the running batch) per engine.
+        row_gate: under row-major policies (``helium``), start a batch's input rows only as
+            the engines' KV caches hold their working sets, so that a row's later calls find
+            its context resident (no effect when the KV cache holds the batch). How many
+            requests each engine runs or queues is the pool's setting (``max_num_seqs``).
         progress: progress bar for batches; None = on for batches of more than 4 inputs on a TTY.
         route: ``base_url`` or model name of an OpenAI-compatible client -> WorkerPool.
         trace_capture: let capture run nodes on placeholder state (runs user code; opt-in).
@@ -82,7 +85,7 @@ class HeliumConfig:
     cse: bool = True
     warm: bool = True
     warm_threshold_tokens: int = 200
-    max_waiting_per_worker: int | None = None
+    row_gate: bool = True
     progress: bool | None = None
     route: Mapping[str, Any] = field(default_factory=dict)
     trace_capture: bool = False
@@ -92,7 +95,7 @@ class HeliumConfig:
         if self.policy not in (names := policy_names()):
             raise ValueError(f"unknown scheduling policy {self.policy!r}; choose one of: "
                              f"{', '.join(names)}.")
-        for name in ("prompt_cache", "dedup", "prune", "cse", "warm", "trace_capture"):
+        for name in ("prompt_cache", "dedup", "prune", "cse", "warm", "row_gate", "trace_capture"):
             _check_bool(name, getattr(self, name))
         _check_bool("progress", self.progress, allow_none=True)
         if self.cache_path is not None:
@@ -104,10 +107,6 @@ class HeliumConfig:
                 or self.warm_threshold_tokens < 0:
             raise ValueError(f"HeliumConfig.warm_threshold_tokens must be an integer >= 0, got "
                              f"{self.warm_threshold_tokens!r}.")
-        m = self.max_waiting_per_worker
-        if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
-            raise ValueError(f"HeliumConfig.max_waiting_per_worker must be None (no cap) or an "
-                             f"integer >= 1, got {m!r}.")
         self._validate_route()
         self._validate_rules()
 

@@ -2,7 +2,9 @@
 
 Prints (and returns) the optimized plan in its canonical text form, what each rewrite
 rule changed, what could not be analysed and why (it still runs, with less foresight),
-which LLM calls are sampled (never cached or deduplicated) and the runtime options.
+which LLM calls are sampled (never cached or deduplicated), the runtime options and, once
+the graph has run on a ``WorkerPool``, the scheduler's last plans (the Templated Radix Tree's
+shared prefixes and the planned order of calls per worker).
 Static prompt prefixes are shown in characters, and in tokens when a tokenizer is at
 hand (``count_tokens``, or a routed WorkerPool's tokenizer). Optionally writes the plan
 as mermaid text and as a PNG drawn with matplotlib + networkx (no network access).
@@ -101,6 +103,10 @@ def explain(app_or_fast: Any, *, file: IO[str] | None = None, mermaid_path: str 
         "every chat-model call inside a run is intercepted: deterministic calls (temperature 0) "
         "are cached and deduplicated, sampled calls go straight to their model",
     ])
+    schedulers = fast.schedulers()
+    lines += _section("scheduler (the last plans: shared prefixes in the TRT, planned order per worker)",
+                      [line for sched in schedulers for line in sched.explain_text().splitlines()]
+                      or ["(no run yet: the plans show here after the first invoke/batch on a WorkerPool)"])
     text = "\n".join(lines)
     print(text, file=file if file is not None else sys.stdout)
     if plan is not None and mermaid_path is not None:

@@ -186,6 +186,12 @@ class Runtime:
                 self._schedulers.append(scheduler)
         return (scheduler, *state)
 
+    @property
+    def schedulers(self) -> list[Any]:
+        """The RuntimeSchedulers this run's requests went through."""
+        with self._lock:
+            return list(self._schedulers)
+
     def row_finished(self, row: int | None = None) -> None:
         """Input ``row`` of this run ended (None: the whole run); its schedulers may admit others."""
         with self._lock:

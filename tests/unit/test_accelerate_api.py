@@ -22,7 +22,7 @@ from tests.fidelity.graphs import GRAPHS
     ({"policy": "fastest"}, "unknown scheduling policy 'fastest'; choose one of"),
     ({"prompt_cache": "yes"}, "prompt_cache must be True or False"),
     ({"warm_threshold_tokens": -1}, "warm_threshold_tokens must be an integer >= 0"),
-    ({"max_waiting_per_worker": 0}, "max_waiting_per_worker must be None"),
+    ({"row_gate": "on"}, "row_gate must be True or False"),
     ({"progress": 1}, "progress must be True, False or None"),
     ({"disabled_rules": "cse"}, "write disabled_rules={'cse'}"),
     ({"disabled_rules": {"prnue"}}, "unknown rule name(s) ['prnue']"),

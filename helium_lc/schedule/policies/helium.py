@@ -157,7 +157,9 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
     cost, bs = snapshot.cost, snapshot.cost.block_size
     workers = snapshot.live_workers
     by_id = {c.call_id: c for c in snapshot.calls}
-    batch = max(1, min(min(w.max_num_seqs for w in workers), len(by_id) // len(workers)))
+    # the batch a call decodes in: this plan's calls plus what the workers already run or queue
+    in_flight = sum(w.num_running + w.num_waiting for w in workers)
+    batch = max(1, min(min(w.max_num_seqs for w in workers), (len(by_id) + in_flight) // len(workers)))
     trt = TemplatedRadixTree.build(snapshot.calls)
     topo = topo_order(snapshot.calls, lambda c: c.arrival_seq)
     start, cp = _critical_paths(snapshot, topo, by_id, batch)
