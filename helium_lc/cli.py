@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         with WorkerPool(num_workers=args.num_workers) as pool:
             result = measure_cost_model(pool, repeats=args.repeats)
             print(result.summary())
+            from helium_lc.schedule.cost import CostModel, error_report
+            base = error_report(CostModel(block_size=pool.block_size), result.held_out_samples)
+            print(f"built-in defaults on the same held-out groups: mean {base.mean_abs_pct_error:.1f}%, "
+                  f"worst {base.max_abs_pct_error:.1f}%")
             if not args.no_save:
                 print(f"stored: {save_profile(pool, result)}")
         return 0

@@ -73,6 +73,8 @@ MULTI_WORKER_GATHER_WINDOW_S = 0.010
 #: Priority room for the calls of one input row under a row-major policy (priorities stay
 #: below 2**63, the engine's integer range, for 2**47 rows).
 ROW_STRIDE = 1 << 16
+#: The row gate admits a held row anyway when no request of the scheduler ran for this long.
+STALL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,8 @@ class RuntimeScheduler:
         self._row_ranks = itertools.count()
         self._active_rows: dict[tuple[int, int], int] = {}  # (id(ticket), row) -> KV footprint (tokens)
         self._held: list[_Pending] = []  # calls of rows not admitted yet (row gate)
+        self._in_flight = 0  # requests placed and not finished
+        self._force_rows = 0  # rows the gate admits whatever their footprint (stall recovery)
         self._unadmitted: dict[int, int] = defaultdict(int)
         self._queued_work_s: dict[int, float] = defaultdict(float)
         self._recent: deque[_PlanRecord] = deque(maxlen=8)
@@ -287,6 +291,7 @@ class RuntimeScheduler:
                     self._settle(fut.result(), admitted=False)
                 raise
             self._unadmitted[placed.worker_id] -= 1
+            self._in_flight += 1
             try:
                 result = await pool.agenerate(replace(request, priority=placed.priority),
                                               worker_id=placed.worker_id, retry_elsewhere=False)
@@ -297,7 +302,10 @@ class RuntimeScheduler:
                 self.totals["num_replanned_requests"] += 1
                 continue
             finally:
+                self._in_flight -= 1
                 self._settle(placed, admitted=True)
+                if self._in_flight == 0 and self._held:
+                    loop.call_later(STALL_S, self._check_stalled)
             self.profile.record(site, result.num_output_tokens)
             return result
         raise WorkerDiedError(f"request {request.request_id} could not be served: every worker it was "
@@ -326,6 +334,19 @@ class RuntimeScheduler:
             self._held = []
             self._arm(asyncio.get_running_loop(), 0.0)
 
+    def _check_stalled(self) -> None:
+        """Nothing ran for ``STALL_S`` while rows are held: admit the next held row anyway.
+
+        The admitted rows may be unable to go on without a held row finishing first. With sync
+        nodes, LangGraph runs each node on a thread of a bounded executor; held calls block
+        those threads, and an admitted row's next node can then wait for a thread forever.
+        """
+        if self._in_flight == 0 and self._held:
+            self._force_rows += 1
+            self._pending.extend(self._held)
+            self._held = []
+            self._arm(asyncio.get_running_loop(), 0.0)
+
     def _gate(self, group: list[_Pending]) -> list[_Pending]:
         """Row gate of row-major policies: the calls of rows that may run now; holds the rest.
 
@@ -337,6 +358,16 @@ class RuntimeScheduler:
         context still resident instead of evicted by rows that started after it. With a KV
         cache that holds the batch, every row is admitted at once (no effect).
         """
+        t0 = time.perf_counter()
+        try:
+            return self._gate_rows(group)
+        finally:  # the gate is part of planning: counted in planning_s
+            gate_s = time.perf_counter() - t0
+            self.totals["planning_s"] += gate_s
+            for t in {id(p.ticket): p.ticket for p in group}.values():
+                t.add(planning_s=gate_s)
+
+    def _gate_rows(self, group: list[_Pending]) -> list[_Pending]:
         pool = self._pool()
         capacity = 0
         for w in pool.alive_worker_ids():
@@ -358,14 +389,19 @@ class RuntimeScheduler:
         used = shared + sum(self._active_rows.values())
         for k in sorted((k for k in own if k not in self._active_rows), key=first_seen.__getitem__):
             if self._active_rows and used + own[k] > capacity:
-                break
+                if not self._force_rows:
+                    break
+                self._force_rows -= 1
             self._active_rows[k] = own[k]
             used += own[k]
+        self._force_rows = 0
         gated_ids = {id(p) for p in gated}
         admitted = [p for p in group if id(p) not in gated_ids or key(p) in self._active_rows]
         if len(admitted) < len(group):
             ids = {id(p) for p in admitted}
             self._held.extend(p for p in group if id(p) not in ids)
+            if self._in_flight == 0:
+                asyncio.get_running_loop().call_later(STALL_S, self._check_stalled)
         return admitted
 
     def _flush(self) -> None:

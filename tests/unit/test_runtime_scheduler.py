@@ -315,7 +315,7 @@ class _SlowSim(SimWorker):
         return await super().generate(request)
 
 
-def _debate(llm: HeliumChatModel, num_agents: int = 2, num_rounds: int = 2) -> Any:
+def _debate(llm: HeliumChatModel, num_agents: int = 2, num_rounds: int = 2, sync: bool = False) -> Any:
     """Debate-like: each agent's conversation (agent line, long per-row context, own answers)
     grows round after round behind a shared system prompt."""
     system = "You debate. " + " ".join(f"rule{i}" for i in range(60))
@@ -324,19 +324,26 @@ def _debate(llm: HeliumChatModel, num_agents: int = 2, num_rounds: int = 2) -> A
         return [Send("agent", {"context": state["context"], "answers": state.get("answers", []),
                                "agent": a, "round": state.get("round", 0)}) for a in range(num_agents)]
 
-    async def agent(t: dict[str, Any]) -> dict[str, Any]:
+    def messages(t: dict[str, Any]) -> list[Any]:
         msgs = [SystemMessage(system), HumanMessage(f"You are agent {t['agent']}. Context: {t['context']}")]
         for r in range(t["round"]):
             mine = [x["text"] for x in t["answers"] if x["round"] == r and x["agent"] == t["agent"]][0]
             msgs += [AIMessage(mine), HumanMessage(f"Round {r + 1} is over. Update.")]
-        reply = await llm.ainvoke(msgs)
+        return msgs
+
+    async def agent(t: dict[str, Any]) -> dict[str, Any]:
+        reply = await llm.ainvoke(messages(t))
+        return {"answers": [{"round": t["round"], "agent": t["agent"], "text": reply.content}]}
+
+    def sync_agent(t: dict[str, Any]) -> dict[str, Any]:
+        reply = llm.invoke(messages(t))
         return {"answers": [{"round": t["round"], "agent": t["agent"], "text": reply.content}]}
 
     def next_round(state: _State) -> list[Send] | str:
         return fan(state) if state["round"] < num_rounds else END
 
     g = StateGraph(_State)
-    g.add_node("agent", agent)
+    g.add_node("agent", sync_agent if sync else agent)
     g.add_node("end_round", lambda s: {"round": s.get("round", 0) + 1})
     g.add_conditional_edges(START, fan, ["agent"])
     g.add_edge("agent", "end_round")
@@ -413,3 +420,28 @@ def test_explain_shows_the_schedulers_last_plans_after_a_run(pool2: WorkerPool) 
     section = text.split("-- scheduler")[1]
     assert "policy helium" in section and "worker 0:" in section and "worker 1:" in section
     assert "agent#0/r0" in section   # planned calls are named by node, ordinal and row
+
+
+def test_row_gate_does_not_deadlock_sync_nodes_on_a_small_executor() -> None:
+    # Sync nodes run on the event loop's default executor (LangGraph's run_in_executor). With 2
+    # threads, 8 rows and a KV cache that holds about one row, calls of held rows occupy the
+    # threads that an admitted row needs for its next node; the gate must then admit more rows
+    # (after STALL_S without progress) instead of waiting forever. Outputs equal fifo's.
+    from concurrent.futures import ThreadPoolExecutor
+
+    outs = {}
+    for policy in ("helium", "fifo"):
+        pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=800))
+        try:
+            fast = accelerate(_debate(HeliumChatModel(pool=pool, max_tokens=8), sync=True),
+                              config=HeliumConfig(policy=policy))
+
+            async def main() -> list[Any]:
+                asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+                return await asyncio.wait_for(fast.abatch(_inputs(8, seed=7)), timeout=60)
+
+            outs[policy] = asyncio.run(main())
+            assert fast.last_run_stats().num_engine_requests == 32
+        finally:
+            pool.shutdown()
+    assert outs["helium"] == outs["fifo"]
