@@ -142,10 +142,13 @@ def test_row_footprints_split_shared_and_own_blocks() -> None:
     assert row_footprints(calls, 4) == (8, {0: 4 + 8 + 2 + 6, 1: 4 + 4 + 5})
 
 
-def test_row_gate_admits_rows_as_kv_allows_until_row_done() -> None:
+def test_row_gate_admits_rows_as_kv_allows_until_row_done(monkeypatch: pytest.MonkeyPatch) -> None:
     # One worker with 64 tokens of KV; three rows whose 40-token prompts share nothing: one row's
     # footprint (40 + 2 output) fits, two do not. Under helium (row-major) with a run that
-    # signals row ends, row 1 waits for row_done(row 0) and row 2 for row_done(row 1).
+    # signals row ends, row 1 waits for row_done(row 0) and row 2 for row_done(row 1). (Stall
+    # recovery, which admits a held row after STALL_S without progress, is pushed out of the way.)
+    import helium_lc.runtime.scheduler as scheduler_module
+    monkeypatch.setattr(scheduler_module, "STALL_S", 30.0)
     pool = _pool(SimWorker(0, block_size=4, kv_capacity_tokens=64))
     try:
         sched = scheduler_for(pool)
