@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 __all__ = ["BenchProfile", "PROFILES", "REGIMES"]
 
@@ -43,6 +43,8 @@ class BenchProfile:
         workload_params: per-workload parameter overrides (e.g. a smaller trading workflow).
         model: model folder for real engines (None: the project's default model).
         systems: systems to run (None: all; ``langgraph`` always runs).
+        regime_systems: per regime, the only systems measured there (a regime not named runs
+            every system); intersected with ``systems``.
     """
 
     name: str
@@ -62,6 +64,7 @@ class BenchProfile:
     workload_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     model: str | None = None
     systems: tuple[str, ...] | None = None
+    regime_systems: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from examples.workloads import WORKLOADS
@@ -87,12 +90,27 @@ class BenchProfile:
             raise ValueError(f"profile {self.name!r}: worker counts and batch sizes must be >= 1.")
         if self.sweep_workload not in WORKLOADS:
             raise ValueError(f"profile {self.name!r}: unknown sweep_workload {self.sweep_workload!r}.")
+        bad = sorted(set(self.regime_systems) - set(REGIMES))
+        if bad:
+            raise ValueError(f"profile {self.name!r}: regime_systems names unknown regimes {bad}.")
+        object.__setattr__(self, "regime_systems",
+                           MappingProxyType({k: tuple(v) for k, v in self.regime_systems.items()}))
         object.__setattr__(self, "workload_params",
                            MappingProxyType({k: dict(v) for k, v in self.workload_params.items()}))
 
     def params_for(self, workload: str) -> dict[str, Any]:
         """The parameters ``build``/``make_inputs`` get for ``workload`` in this profile."""
         return dict(self.workload_params.get(workload, {}))
+
+    def systems_for(self, regime: str, names: Sequence[str]) -> list[str]:
+        """The systems of ``names`` measured in ``regime`` (``langgraph``, the baseline, always).
+
+        Example:
+            >>> PROFILES["cpu"].systems_for("kv-pressure", ["sequential", "langgraph", "helium"])
+            ['langgraph', 'helium']
+        """
+        only = self.regime_systems.get(regime)
+        return [n for n in names if only is None or n in only or n == "langgraph"]
 
     def with_overrides(self, **changes: Any) -> "BenchProfile":
         """A copy with the given fields changed (None values are ignored)."""
@@ -103,12 +121,16 @@ _ALL = ("mapred", "debate", "reflect", "iterative", "parallel", "trading", "pref
 #: A smaller trading workflow for CPU: 4 analysts, 1 bull/bear round, 2 traders with 1 risk round.
 _CPU_PARAMS = {"trading": {"num_traders": 2, "num_risk_rounds": 1},
                "iterative": {"num_chunks": 4}}
+#: On CPU the ablations and ``sequential`` run in ``ample`` only, and ``second-batch`` compares
+#: helium with and without its prompt cache: the whole profile then fits in about 30 minutes.
+_CPU_REGIME_SYSTEMS = {"second-batch": ("langgraph", "helium", "helium-no-cache"),
+                       "kv-pressure": ("langgraph", "lspf", "prefix_affinity", "helium")}
 
 PROFILES: dict[str, BenchProfile] = {p.name: p for p in (
     BenchProfile("cpu", _ALL, num_inputs=6, max_output_tokens=16, repeats=2, sim_num_inputs=64,
                  batch_sizes=(2, 4, 8), prefix_sweep=({"system_tokens": 128}, {"system_tokens": 512},
                                                        {"system_tokens": 1024}),
-                 workload_params=_CPU_PARAMS),
+                 workload_params=_CPU_PARAMS, regime_systems=_CPU_REGIME_SYSTEMS),
     BenchProfile("quick", ("mapred", "debate"), num_inputs=4, max_output_tokens=16, repeats=1,
                  systems=("langgraph", "lspf", "prefix_affinity", "helium", "helium-no-cas"),
                  sim_num_inputs=32, sim_worker_counts=(4, 16), batch_sizes=(2, 4),

@@ -30,7 +30,7 @@ from helium_lc import HeliumChatModel, accelerate
 from .fidelity import check_outputs
 from .metrics import geomean, summarize, speedup, system_order
 from .pools import PoolFactory, PoolSpec, sim_pool_factory
-from .profiles import BenchProfile
+from .profiles import REGIMES, BenchProfile
 from .simulated import run_many_workers, trace_workload
 from .systems import BASELINE, SYSTEMS, SystemSpec, measure_batch, select_systems
 
@@ -137,10 +137,10 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
     specs = select_systems(systems if systems is not None else profile.systems)
     sweep_specs = [SYSTEMS[n] for n in SWEEP_SYSTEMS]
     real = [r for r in profile.regimes if r != "many-workers"]
-    n_ample = len(profile.workloads) * ("ample" in real) + len(profile.workloads) * ("second-batch" in real) \
-        + len(profile.workloads) * ("kv-pressure" in real)
+    specs_of = {r: [SYSTEMS[n] for n in profile.systems_for(r, [s.name for s in specs])] for r in REGIMES}
+    n_real = sum(len(profile.workloads) * len(specs_of[r]) for r in real)
     n_sweep = len(profile.batch_sizes) + len(profile.prefix_sweep)
-    total = (n_ample * len(specs) + n_sweep * len(sweep_specs)) * profile.repeats \
+    total = (n_real + n_sweep * len(sweep_specs)) * profile.repeats \
         + len(profile.workloads) * ("many-workers" in profile.regimes) + len(profile.workloads)
     bar = _progress(total, progress)
 
@@ -165,7 +165,7 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
                 continue
             cells = []
             for w in profile.workloads:
-                cell = run_cell(w, profile.params_for(w), specs, pool, second_batch=regime == "second-batch",
+                cell = run_cell(w, profile.params_for(w), specs_of[regime], pool, second_batch=regime == "second-batch",
                                 tick=tick, **common)
                 cells.append(cell)
                 if regime == "ample":
@@ -192,7 +192,7 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
                                     profile.kv_pressure_fraction, block_size, profile.num_workers)
             kv_pool = pool_factory(spec)
             try:
-                cell = run_cell(w, profile.params_for(w), specs, kv_pool, tick=tick, **common)
+                cell = run_cell(w, profile.params_for(w), specs_of["kv-pressure"], kv_pool, tick=tick, **common)
             finally:
                 kv_pool.shutdown()
             cell["kv_capacity_tokens"] = spec.kv_capacity_tokens

@@ -31,7 +31,8 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 from helium_lc.schedule.radix import KVCacheFullError, RadixCache
 from helium_lc.schedule.snapshot import TemplateKey
 
-__all__ = ["SiteBook", "WorkerModels", "template_for", "common_prefix_len", "choose_warm_prefixes"]
+__all__ = ["SiteBook", "WorkerModels", "RowReuse", "RowReuseBook", "template_for", "common_prefix_len",
+           "choose_warm_prefixes", "row_footprints", "best_row_concurrency"]
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -213,3 +214,148 @@ def row_footprints(calls: Iterable[tuple[Hashable, Sequence[int], int]],
         else:
             own[o] += block_size
     return shared, {r: own[r] + extra[r] for r in own}
+
+
+@dataclass
+class RowReuse:
+    """Per-row means an app's finished rows showed (see :class:`RowReuseBook`)."""
+
+    rows: int = 0
+    own_tokens: float = 0.0      # prompt tokens only this row's prompts reached, first sending
+    revisit_tokens: float = 0.0  # of those, tokens later plans of the row read again (per plan, once)
+    decode_steps: float = 0.0    # sum over the row's plans of the longest estimated output
+
+
+@dataclass
+class _LiveRow:
+    app_key: Hashable
+    blocks: dict[Any, int] = field(default_factory=dict)  # own block -> later waves that re-read it
+    own_tokens: int = 0
+    revisit_tokens: int = 0
+    decode_steps: int = 0
+    in_flight: int = 0   # calls planned and not finished
+    wave_steps: int = 0  # longest estimated output of the current wave
+
+
+class RowReuseBook:
+    """How much an app's input rows re-read their own context, learned from the rows' plans.
+
+    The row gate (``RuntimeScheduler``) trades decode batching for KV residency: holding a row
+    back only pays when the admitted rows read their private blocks again in a later *wave* (a
+    debate's next round re-reads its conversation) and would find them evicted. A wave starts
+    when a row with no call in flight gets a call planned (the engine pins the blocks of running
+    calls, so calls of one wave never miss each other's blocks, even when they are planned a few
+    milliseconds apart). This book records, per input row, the full prompt blocks only that row
+    reached (``own_tokens``) and how many of them each later wave read again
+    (``revisit_tokens``; a block counts once per wave), plus the decode steps the row took
+    (each wave: its longest estimated output). When a row ends its numbers join its app's
+    running means (the last ``window`` rows weigh most).
+
+    Example (block size 2; row 0's second wave re-reads its block (5, 6), row 1 never does):
+        >>> book = RowReuseBook(2)
+        >>> book.observe("app", 1, [(0, (1, 2, 5, 6), 4), (1, (1, 2, 7, 8), 4)])
+        >>> book.call_done(1, 0); book.call_done(1, 1)
+        >>> book.observe("app", 1, [(0, (1, 2, 5, 6, 9, 9), 2)])
+        >>> book.finish(1, None)
+        >>> r = book.estimate("app"); (r.rows, r.own_tokens, r.revisit_tokens, r.decode_steps)
+        (2, 3.0, 1.0, 5.0)
+    """
+
+    _SHARED = object()
+
+    def __init__(self, block_size: int, window: int = 64) -> None:
+        self.block_size = block_size
+        self.window = window
+        self._live: dict[tuple[int, Hashable], _LiveRow] = {}
+        self._owner: dict[int, dict[Any, Any]] = {}  # ticket -> block key -> row | _SHARED
+        self._apps: dict[Hashable, RowReuse] = {}
+
+    def observe(self, app_key: Hashable, ticket: int, calls: Iterable[tuple[Hashable, Sequence[int], int]]) -> None:
+        """Record one plan's calls of a run (``ticket``): (row, prompt, estimated output tokens)."""
+        owner = self._owner.setdefault(ticket, {})
+        touched: dict[Hashable, set[Any]] = {}
+        steps: dict[Hashable, int] = {}
+        count: dict[Hashable, int] = {}
+        bs = self.block_size
+        for row, prompt, out_tokens in calls:
+            seen = touched.setdefault(row, set())
+            steps[row] = max(steps.get(row, 0), max(0, out_tokens))
+            count[row] = count.get(row, 0) + 1
+            key: Any = None
+            for i in range(0, len(prompt) - len(prompt) % bs, bs):
+                key = hash((key, tuple(prompt[i:i + bs])))
+                seen.add(key)
+                o = owner.setdefault(key, row)
+                if o is not self._SHARED and o != row:
+                    owner[key] = self._SHARED
+        for row, seen in touched.items():
+            live = self._live.get((ticket, row))
+            if live is None:
+                live = self._live[(ticket, row)] = _LiveRow(app_key)
+            mine = {k for k in seen if owner[k] == row}
+            if live.in_flight <= 0:  # a new wave: its reads of the row's earlier blocks may miss
+                for b in mine & live.blocks.keys():
+                    live.blocks[b] += 1
+                live.wave_steps = 0
+            for b in mine - live.blocks.keys():
+                live.blocks[b] = 0
+            live.decode_steps += max(0, steps[row] - live.wave_steps)
+            live.wave_steps = max(live.wave_steps, steps[row])
+            live.in_flight += count[row]
+
+    def call_done(self, ticket: int, row: Hashable) -> None:
+        """A call of row ``row`` of run ``ticket`` that ``observe`` saw has finished."""
+        live = self._live.get((ticket, row))
+        if live is not None:
+            live.in_flight -= 1
+
+    def finish(self, ticket: int, row: Hashable | None) -> None:
+        """Row ``row`` of run ``ticket`` ended (None: every row of it); fold it into its app."""
+        keys = [k for k in self._live if k[0] == ticket] if row is None else [(ticket, row)]
+        owner = self._owner.get(ticket, {})
+        for k in keys:
+            live = self._live.pop(k, None)
+            if live is None:
+                continue
+            # a block a later row also reached is shared, neither own nor a re-read of this row
+            mine = [n for b, n in live.blocks.items() if owner.get(b) == k[1]]
+            live.own_tokens, live.revisit_tokens = self.block_size * len(mine), self.block_size * sum(mine)
+            s = self._apps.setdefault(live.app_key, RowReuse())
+            s.rows += 1
+            n = min(s.rows, self.window)
+            s.own_tokens += (live.own_tokens - s.own_tokens) / n
+            s.revisit_tokens += (live.revisit_tokens - s.revisit_tokens) / n
+            s.decode_steps += (live.decode_steps - s.decode_steps) / n
+        if row is None:
+            self._owner.pop(ticket, None)
+
+    def estimate(self, app_key: Hashable) -> RowReuse | None:
+        """The app's per-row means, or None before any of its rows ended."""
+        return self._apps.get(app_key)
+
+
+def best_row_concurrency(lo: int, hi: int, *, decode_steps: float, revisit_tokens: float, own_tokens: float,
+                         free_tokens: float, step_base_s: float, prefill_s_per_token: float) -> int:
+    """How many rows to run at once, between ``lo`` (those that fit) and ``hi`` (all known).
+
+    Per row, running ``g`` rows together costs ``decode_steps * step_base_s / g`` of fixed
+    decode-step time (fewer rows: smaller batches, more steps in all) plus the re-reads that
+    miss: ``revisit_tokens * prefill_s_per_token * max(0, 1 - free_tokens / (g * own_tokens))``
+    (the share of the rows' own blocks the KV cache cannot hold). Returns the ``g`` of least
+    cost (the smallest on ties).
+
+    Example: rows that never re-read their context run all at once; rows that re-read a lot
+    run as many as fit:
+        >>> kw = dict(decode_steps=32, own_tokens=800, free_tokens=2400, step_base_s=0.03, prefill_s_per_token=3e-4)
+        >>> best_row_concurrency(3, 12, revisit_tokens=0, **kw), best_row_concurrency(3, 12, revisit_tokens=2400, **kw)
+        (12, 3)
+    """
+    if hi <= lo:
+        return max(lo, hi)
+    best, best_cost = lo, float("inf")
+    for g in range(lo, hi + 1):
+        miss = max(0.0, 1.0 - free_tokens / (g * own_tokens)) if own_tokens > 0 else 0.0
+        cost = decode_steps * step_base_s / g + revisit_tokens * prefill_s_per_token * miss
+        if cost < best_cost - 1e-12:
+            best, best_cost = g, cost
+    return best

@@ -53,7 +53,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Hashable
 
 from helium_lc.engine.types import GenerationRequest, GenerationResult, RequestOrigin, WorkerDiedError
-from helium_lc.runtime.sched_model import SiteBook, WorkerModels, choose_warm_prefixes, row_footprints, template_for
+from helium_lc.runtime.sched_model import (RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
+                                           choose_warm_prefixes, row_footprints, template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
 from helium_lc.schedule.policies import ROW_MAJOR, get_policy
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
@@ -197,6 +198,7 @@ class RuntimeScheduler:
         self.profile = OutputLengthProfile(default_tokens=default_output_tokens)
         self.sites = SiteBook()
         self.models = WorkerModels(bs)
+        self.reuse = RowReuseBook(bs)
         self._pending: list[_Pending] = []
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._arrivals = itertools.count()
@@ -304,6 +306,8 @@ class RuntimeScheduler:
             finally:
                 self._in_flight -= 1
                 self._settle(placed, admitted=True)
+                if ticket.signals_rows and origin.row is not None:
+                    self.reuse.call_done(id(ticket), origin.row)
                 if self._in_flight == 0 and self._held:
                     loop.call_later(STALL_S, self._check_stalled)
             self.profile.record(site, result.num_output_tokens)
@@ -324,6 +328,7 @@ class RuntimeScheduler:
                               else loop.call_later(window_s, self._flush))
 
     def _on_row_done(self, ticket_id: int, row: int | None) -> None:
+        self.reuse.finish(ticket_id, row)
         if row is None:
             for key in [k for k in self._active_rows if k[0] == ticket_id]:
                 del self._active_rows[key]
@@ -359,6 +364,12 @@ class RuntimeScheduler:
         ``row_done``, so its later calls (a debate's next round) are never held and find its
         context still resident instead of evicted by rows that started after it. With a KV
         cache that holds the batch, every row is admitted at once (no effect).
+
+        Holding rows costs decode batching, and pays only when rows read their own context
+        again. Beyond the rows that fit, the gate admits up to ``best_row_concurrency`` rows,
+        from what the app's finished rows showed (``RowReuseBook``: re-read tokens and decode
+        steps per row) and the cost model; an app not seen re-reading its rows (a new app, a
+        map-reduce whose summariser reads only the answers) is never held.
         """
         t0 = time.perf_counter()
         try:
@@ -389,11 +400,19 @@ class RuntimeScheduler:
             if k in self._active_rows:
                 self._active_rows[k] = max(self._active_rows[k], own[k])
         used = shared + sum(self._active_rows.values())
-        for k in sorted((k for k in own if k not in self._active_rows), key=first_seen.__getitem__):
+        candidates = sorted((k for k in own if k not in self._active_rows), key=first_seen.__getitem__)
+        app_of = {key(p): p.ticket.app_key for p in gated}
+        target: dict[Hashable, int] = {}  # app -> rows to run at once beyond those that fit
+        for i, k in enumerate(candidates):
             if self._active_rows and used + own[k] > capacity:
-                if not self._force_rows:
-                    break
-                self._force_rows -= 1
+                app = app_of[k]
+                if app not in target:
+                    target[app] = self._row_target(app, len(self._active_rows), len(candidates) - i,
+                                                   capacity - shared, own)
+                if len(self._active_rows) >= target[app]:
+                    if not self._force_rows:
+                        break
+                    self._force_rows -= 1
             self._active_rows[k] = own[k]
             used += own[k]
         self._force_rows = 0
@@ -405,6 +424,24 @@ class RuntimeScheduler:
             if self._in_flight == 0:
                 asyncio.get_running_loop().call_later(STALL_S, self._check_stalled)
         return admitted
+
+    def _rereads(self, app: Hashable) -> bool:
+        """Whether the app's finished rows re-read their own context in later plans (at least a
+        tenth of it): then row-major priorities and the row gate keep it resident; otherwise
+        they only stagger rows (smaller decode batches at the end) and are not used."""
+        est = self.reuse.estimate(app)
+        return est is not None and est.revisit_tokens >= 0.1 * max(1.0, est.own_tokens)
+
+    def _row_target(self, app: Hashable, active: int, waiting: int, free_tokens: int,
+                    own: dict[tuple[int, int], int]) -> int:
+        """Rows to run at once when ``waiting`` more rows do not fit beside ``active`` ones."""
+        est = self.reuse.estimate(app)
+        if est is None or not self._rereads(app):
+            return active + waiting  # no evidence that holding saves anything
+        return best_row_concurrency(
+            active, active + waiting, decode_steps=est.decode_steps, revisit_tokens=est.revisit_tokens,
+            own_tokens=sum(own.values()) / max(1, len(own)), free_tokens=max(0, free_tokens),
+            step_base_s=self.cost.decode_step_base_s, prefill_s_per_token=self.cost.prefill_s_per_token)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -446,6 +483,8 @@ class RuntimeScheduler:
                 call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
                 row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site))
             labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
+        if options.policy in ROW_MAJOR and options.row_gate:
+            self._observe_rows(group)
         views, models = [], {}
         for w in sorted(s.worker_id for s in pool.workers):
             model = models[w] = self.models.get(w, pool.worker(w))
@@ -466,10 +505,21 @@ class RuntimeScheduler:
         self.totals["num_plans"] += 1
         self.totals["num_planned_requests"] += len(group)
         warmed = self._warm(group, assignment, options, models) if options.warm else []
-        self._release(group, assignment, snapshot, models, live, row_major=options.policy in ROW_MAJOR)
+        row_major = options.policy in ROW_MAJOR and any(self._rereads(p.ticket.app_key) for p in group)
+        self._release(group, assignment, snapshot, models, live, row_major=row_major)
         self._recent.append(_PlanRecord(options.policy, snapshot.calls, tuple(labels),
                                         {w: tuple(ids) for w, ids in assignment.order.items()},
                                         tuple((w, len(pfx)) for w, pfx in warmed), planning_s))
+
+    def _observe_rows(self, group: list[_Pending]) -> None:
+        """Feed this plan's calls of row-signalling runs to the ``RowReuseBook``."""
+        by_ticket: dict[int, list[_Pending]] = defaultdict(list)
+        for p in group:
+            if p.ticket.signals_rows and p.request.origin is not None and p.request.origin.row is not None:
+                by_ticket[id(p.ticket)].append(p)
+        for tid, ps in by_ticket.items():
+            self.reuse.observe(ps[0].ticket.app_key, tid, [(p.request.origin.row, p.request.prompt_token_ids,  # type: ignore[union-attr]
+                                                            self._est_output_tokens(p)) for p in ps])
 
     def _warm(self, group: list[_Pending], assignment: Assignment, options: ScheduleOptions,
               models: dict[int, Any]) -> list[tuple[int, tuple[int, ...]]]:

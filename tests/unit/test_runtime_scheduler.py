@@ -19,7 +19,8 @@ from helium_lc import HeliumChatModel, HeliumConfig, accelerate
 from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.sim import SimWorker
 from helium_lc.engine.types import GenerationRequest, RequestOrigin, SamplingSpec
-from helium_lc.runtime.sched_model import SiteBook, choose_warm_prefixes, row_footprints, template_for
+from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, best_row_concurrency, choose_warm_prefixes,
+                                           row_footprints, template_for)
 from helium_lc.runtime.scheduler import RunTicket, ScheduleOptions, scheduler_for
 from helium_lc.runtime.stats import StatsRecorder
 from helium_lc.schedule.policies import POLICIES
@@ -152,6 +153,9 @@ def test_row_gate_admits_rows_as_kv_allows_until_row_done(monkeypatch: pytest.Mo
     pool = _pool(SimWorker(0, block_size=4, kv_capacity_tokens=64))
     try:
         sched = scheduler_for(pool)
+        # What the app's earlier rows showed: each re-read 400 own tokens over 2 decode steps.
+        # Holding a row then costs less (one more fixed decode step per row) than the misses.
+        sched.reuse._apps["app"] = RowReuse(rows=8, own_tokens=400, revisit_tokens=400, decode_steps=2)
         ticket = RunTicket("app", signals_rows=True)
         reqs = [_req(tuple(range(100 * r, 100 * r + 40)), "a", r) for r in range(3)]
         opts = ScheduleOptions(policy="helium")
@@ -172,15 +176,71 @@ def test_row_gate_admits_rows_as_kv_allows_until_row_done(monkeypatch: pytest.Mo
             assert done == [0, 1, 2]
 
         pool.engine_loop.run(scenario())
-        # A run that does not signal row ends is never held.
+        # A run that does not signal row ends is never held; nor is an app never seen re-reading.
         free = RunTicket("app2")
 
         async def unsignalled() -> None:
             await asyncio.gather(*(sched.agenerate(_req(tuple(range(500 + 100 * r, 540 + 100 * r)), "a", r),
                                                    options=opts, ticket=free) for r in range(3)))
         pool.engine_loop.run(unsignalled(), timeout_s=10)
+        fresh = RunTicket("app3", signals_rows=True)
+        done.clear()
+
+        async def unseen_app() -> None:
+            async def one(r: int) -> None:
+                await sched.agenerate(_req(tuple(range(900 + 100 * r, 940 + 100 * r)), "a", r), options=opts,
+                                      ticket=fresh)
+                done.append(r)
+            await asyncio.wait_for(asyncio.gather(*(one(r) for r in range(3))), timeout=5)
+        pool.engine_loop.run(unseen_app())   # STALL_S is 30 s: nothing was held
+        assert sorted(done) == [0, 1, 2]
     finally:
         pool.shutdown()
+
+
+def test_row_reuse_book_tells_rereading_rows_from_one_shot_rows() -> None:
+    # Block size 4. Debate-like app: each row's round 2 (a later wave) re-reads its 8-token
+    # context behind the shared 8-token system prompt; map-reduce-like app: the row's experts
+    # read the context in one wave and the summariser reads only answers. A plan of a row with
+    # calls still in flight belongs to the same wave (its blocks are pinned): not a re-read.
+    system, bs = (1,) * 8, 4
+    book = RowReuseBook(bs)
+    for row in (0, 1):
+        ctx = (10 + row,) * 8
+        book.observe("debate", 1, [(row, system + ctx + (2, 2, 2, 2), 3)])
+        book.observe("debate", 1, [(row, system + ctx + (3, 3, 3, 3), 3)])  # same wave: row 0 in flight
+        book.call_done(1, row)
+        book.call_done(1, row)
+    for row in (0, 1):
+        ctx = (10 + row,) * 8
+        book.observe("debate", 1, [(row, system + ctx + (2, 2, 2, 2, 7, 7, 7, 7), 5)])
+    book.finish(1, None)
+    d = book.estimate("debate")
+    assert d is not None and d.rows == 2
+    assert d.own_tokens == 8 + 4 + 4 + 4       # context, two agent lines, round 2's new block
+    assert d.revisit_tokens == 8 + 4           # context and agent 0's line, once per plan
+    assert d.decode_steps == 3 + 5
+    for row in (0, 1):
+        ctx = (20 + row,) * 8
+        book.observe("mapred", 2, [(row, system + ctx + (2, 2, 2, 2), 3), (row, system + ctx + (3, 3, 3, 3), 3)])
+        book.call_done(2, row)
+        book.call_done(2, row)
+        book.observe("mapred", 2, [(row, system + (30 + row,) * 8, 3)])
+    book.finish(2, 0)
+    book.finish(2, 1)
+    m = book.estimate("mapred")
+    assert m is not None and m.rows == 2 and m.revisit_tokens == 0 and m.own_tokens == 8 + 4 + 4 + 8
+    assert book.estimate("unknown") is None
+
+
+def test_best_row_concurrency_weighs_decode_steps_against_misses() -> None:
+    kw = dict(own_tokens=1000, free_tokens=3000, step_base_s=0.03, prefill_s_per_token=3e-4)
+    assert best_row_concurrency(3, 12, decode_steps=32, revisit_tokens=0, **kw) == 12   # nothing to save
+    assert best_row_concurrency(3, 12, decode_steps=32, revisit_tokens=3000, **kw) == 3  # misses dominate
+    # Long decodes with little re-read: more rows than fit.
+    g = best_row_concurrency(3, 12, decode_steps=400, revisit_tokens=500, **kw)
+    assert 3 < g <= 12
+    assert best_row_concurrency(5, 5, decode_steps=1, revisit_tokens=1, **kw) == 5
 
 
 def test_row_major_priority_serves_an_earlier_rows_next_call_first() -> None:
@@ -188,12 +248,14 @@ def test_row_major_priority_serves_an_earlier_rows_next_call_first() -> None:
     # call runs; rows 1-3's first calls wait. Row 0's second call arrives when its first ends
     # (row 1's is admitted then): under helium it goes before rows 2 and 3 (row-major
     # priority), under fifo after them (arrival order).
-    def run(policy: str) -> list[str]:
+    def run(policy: str, rereads: bool = True) -> list[str]:
         w = _SlowSim(0, block_size=4)
         w.max_num_seqs = 1  # type: ignore[attr-defined]
         pool = _pool(w)
         try:
             sched = scheduler_for(pool)
+            if rereads:  # the app's earlier rows re-read their context (row-major is used only then)
+                sched.reuse._apps["app"] = RowReuse(rows=4, own_tokens=8, revisit_tokens=8, decode_steps=16)
             ticket = RunTicket("app")
             opts = ScheduleOptions(policy=policy, gather_window_s=0.002)
             done: list[str] = []
@@ -219,6 +281,8 @@ def test_row_major_priority_serves_an_earlier_rows_next_call_first() -> None:
     helium, fifo = run("helium"), run("fifo")
     assert helium.index("b0") < helium.index("a2"), helium
     assert fifo.index("b0") > fifo.index("a3"), fifo
+    # An app not seen re-reading its rows keeps plan order under helium too.
+    assert run("helium", rereads=False).index("b0") > 2
 
 
 def test_worker_death_replans_without_losing_or_duplicating() -> None:
@@ -397,17 +461,21 @@ def test_helium_row_gate_prefills_less_than_fifo_under_kv_pressure() -> None:
     # rounds. fifo lets every row's round 1 in and round 2 finds its row context evicted;
     # helium admits rows as the KV allows and runs a row's round 2 before new rows start.
     # Final states are equal (simulated outputs depend only on the prompt).
-    computed, outs = {}, {}
+    # The first batch teaches helium that this app's rows re-read their context (it is not
+    # held back before); the second batch (new inputs) is measured.
+    computed, outs, first = {}, {}, {}
     for policy in ("fifo", "helium"):
         pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=1024))
         try:
             fast = accelerate(_debate(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy=policy))
-            outs[policy] = asyncio.run(fast.abatch(_inputs(6, seed=3)))
-            computed[policy] = pool.stats()["num_computed_prompt_tokens"]
+            first[policy] = asyncio.run(fast.abatch(_inputs(6, seed=3)))
+            before = pool.stats()["num_computed_prompt_tokens"]
+            outs[policy] = asyncio.run(fast.abatch(_inputs(6, seed=4)))
+            computed[policy] = pool.stats()["num_computed_prompt_tokens"] - before
             assert fast.last_run_stats().num_engine_requests == 24
         finally:
             pool.shutdown()
-    assert outs["helium"] == outs["fifo"]
+    assert outs["helium"] == outs["fifo"] and first["helium"] == first["fifo"]
     assert computed["helium"] < 0.9 * computed["fifo"], computed
 
 
