@@ -3,7 +3,10 @@
 Usage (from the repository root):
     python -m helium_lc.cli bench [--profile cpu|quick|gpu] [--workloads mapred,debate]
         [--systems langgraph,helium] [--regimes ample,kv-pressure] [--repeats N]
-        [--num-inputs N] [--model DIR] [--engine vllm|sim] [--out DIR] [--no-progress]
+        [--num-inputs N] [--model DIR] [--engine vllm|sim] [--out DIR] [--no-sweeps] [--no-progress]
+
+Systems named with ``--systems`` run in every regime (a profile may otherwise measure some
+systems in some regimes only).
 
 Results go to ``benchmarks/results/<profile>-<timestamp>/`` unless ``--out`` names a folder.
 ``--engine sim`` runs on simulated workers (seconds; a check of the harness, not a measurement).
@@ -45,12 +48,16 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--model", help="model folder for the engines (gpu profile: e.g. a Qwen3-8B folder)")
     ap.add_argument("--engine", choices=("vllm", "sim"), default="vllm")
     ap.add_argument("--out", help="output folder (default: benchmarks/results/<profile>-<timestamp>)")
+    ap.add_argument("--no-sweeps", action="store_true", help="skip the batch-size and prefix sweeps")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
         profile = PROFILES[args.profile].with_overrides(
             workloads=_csv(args.workloads), regimes=_csv(args.regimes), repeats=args.repeats,
-            num_inputs=args.num_inputs, model=args.model)
+            num_inputs=args.num_inputs, model=args.model,
+            # systems named on the command line run in every regime
+            regime_systems={} if args.systems else None,
+            batch_sizes=() if args.no_sweeps else None, prefix_sweep=() if args.no_sweeps else None)
     except ValueError as exc:
         ap.error(str(exc))
     factory = (sim_pool_factory() if args.engine == "sim"

@@ -132,3 +132,18 @@ def test_end_to_end_on_simulated_workers(sim_results: dict, tmp_path: Path) -> N
     names = {p.name for p in plots}
     assert {"speedup.png", "cache_hits.png", "timeline.png", "many_workers.png"} <= names
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+
+
+def test_regime_systems_limit_what_a_regime_measures() -> None:
+    # ample measures only langgraph and lspf although helium was asked for too; the systems
+    # named in the profile's regime_systems are intersected with the selection.
+    profile = PROFILES["quick"].with_overrides(
+        workloads=("mapred",), regimes=("ample",), num_inputs=1, repeats=1, max_output_tokens=2,
+        batch_sizes=(), prefix_sweep=(), regime_systems={"ample": ("lspf",)},
+        workload_params={"mapred": {"num_experts": 2, "data_source": "bundled"}})
+    assert profile.systems_for("ample", ["langgraph", "lspf", "helium"]) == ["langgraph", "lspf"]
+    assert profile.systems_for("kv-pressure", ["langgraph", "helium"]) == ["langgraph", "helium"]
+    res = run_benchmark(profile, pool_factory=sim_pool_factory(), systems=["lspf", "helium"], progress=False)
+    assert set(res["regimes"]["ample"]["cells"][0]["median"]) == {"langgraph", "lspf"}
+    with pytest.raises(ValueError, match="regime_systems names unknown regimes"):
+        profile.with_overrides(regime_systems={"warm": ("helium",)})
