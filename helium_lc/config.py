@@ -67,10 +67,13 @@ class HeliumConfig:
         cse: merge identical pure LLM operators in the plan.
         warm: prefill static prompt prefixes on the engines before a batch.
         warm_threshold_tokens: only warm prefixes at least this long.
-        row_gate: under row-major policies (``helium``), start a batch's input rows only as
-            the engines' KV caches hold their working sets, so that a row's later calls find
-            its context resident (no effect when the KV cache holds the batch). How many
-            requests each engine runs or queues is the pool's setting (``max_num_seqs``).
+        row_gate: under row-major policies (``helium``), for an app whose rows were seen
+            re-reading their own context in later calls (a debate's rounds), start a batch's
+            input rows only as the engines' KV caches hold their working sets (plus as many
+            as the cost model says pay for themselves in decode batching), so that a row's
+            later calls find its context resident. No effect when the KV cache holds the
+            batch, nor on an app's first batch. How many requests each engine runs or queues
+            is the pool's setting (``max_num_seqs``).
         progress: progress bar for batches; None = on for batches of more than 4 inputs on a TTY.
         route: ``base_url`` or model name of an OpenAI-compatible client -> WorkerPool.
         trace_capture: let capture run nodes on placeholder state (runs user code; opt-in).

@@ -14,7 +14,9 @@ worker in the planned order with ``priority`` = base + position in that worker's
 where base grows monotonically from plan to plan, so the pool's per-worker priority queue
 admits them in planned order and a later plan never jumps ahead of an earlier one. Row-major
 policies (``helium``) instead rank by input row first: a later call of an earlier row goes
-before the waiting calls of later rows (see ``_release``). The pool keeps each engine's running
+before the waiting calls of later rows (see ``_release``), and a row gate starts rows as the KV
+cache holds them (``_gate``); both only for apps whose rows were seen re-reading their own
+context (``RowReuseBook``), where keeping that context resident saves prefill. The pool keeps each engine's running
 batch full and only holds back the excess; the engine (vLLM with ``scheduling_policy=
 "priority"``) serves what it holds in the same priority order.
 
