@@ -22,17 +22,18 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["make_plots"]
 
 
-def _bars(ax: Any, cells: list[dict[str, Any]], key: str, title: str) -> None:
+def _bars(ax: Any, cells: list[dict[str, Any]], key: str, title: str, colors: dict[str, Any]) -> None:
     systems = list(cells[0]["median"])
     width = 0.8 / len(systems)
     for i, s in enumerate(systems):
         ys = [c["median"].get(s, {}).get(key) or 0.0 for c in cells]
-        ax.bar([x + i * width for x in range(len(cells))], ys, width, label=s)
+        ax.bar([x + i * width for x in range(len(cells))], ys, width, label=s, color=colors[s])
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(cells))], [c["workload"] for c in cells],
                   rotation=30, ha="right")
     ax.set_title(title)
@@ -43,12 +44,17 @@ def _regime_figure(results: dict[str, Any], key: str, ylabel: str, path: Path, b
     if not regimes:
         return None
     fig, axes = plt.subplots(1, len(regimes), figsize=(6 * len(regimes), 4.5), squeeze=False)
+    # one colour per system in every panel (regimes may measure different systems)
+    names = list(dict.fromkeys(s for _, cells in regimes for s in cells[0]["median"]))
+    palette = plt.get_cmap("tab10")
+    colors = {s: palette(i % 10) for i, s in enumerate(names)}
     for ax, (regime, cells) in zip(axes[0], regimes):
-        _bars(ax, cells, key, regime)
+        _bars(ax, cells, key, regime, colors)
         ax.set_ylabel(ylabel)
         if baseline_line:
             ax.axhline(1.0, color="black", linewidth=0.8)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    handles = [matplotlib.patches.Patch(color=colors[s], label=s) for s in names]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

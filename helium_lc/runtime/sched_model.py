@@ -318,8 +318,11 @@ class RowReuseBook:
             if live is None:
                 continue
             # a block a later row also reached is shared, neither own nor a re-read of this row
-            mine = [n for b, n in live.blocks.items() if owner.get(b) == k[1]]
-            live.own_tokens, live.revisit_tokens = self.block_size * len(mine), self.block_size * sum(mine)
+            mine = [b for b in live.blocks if owner.get(b) == k[1]]
+            live.own_tokens = self.block_size * len(mine)
+            live.revisit_tokens = self.block_size * sum(live.blocks[b] for b in mine)
+            for b in mine:  # memory stays bounded by the rows in flight and the shared blocks
+                del owner[b]
             s = self._apps.setdefault(live.app_key, RowReuse())
             s.rows += 1
             n = min(s.rows, self.window)

@@ -485,7 +485,7 @@ class RuntimeScheduler:
                 call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
                 row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site))
             labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
-        if options.policy in ROW_MAJOR and options.row_gate:
+        if options.policy in ROW_MAJOR:
             self._observe_rows(group)
         views, models = [], {}
         for w in sorted(s.worker_id for s in pool.workers):
