@@ -16,9 +16,9 @@ admits them in planned order and a later plan never jumps ahead of an earlier on
 policies (``helium``) instead rank by input row first: a later call of an earlier row goes
 before the waiting calls of later rows (see ``_release``), and a row gate starts rows as the KV
 cache holds them (``_gate``); both only for apps whose rows were seen re-reading their own
-context (``RowReuseBook``), where keeping that context resident saves prefill. The pool keeps each engine's running
-batch full and only holds back the excess; the engine (vLLM with ``scheduling_policy=
-"priority"``) serves what it holds in the same priority order.
+context (``RowReuseBook``), where keeping that context resident saves prefill. The pool keeps
+each engine's running batch full and only holds back the excess; the engine (vLLM with
+``scheduling_policy="priority"``) serves what it holds in the same priority order.
 
 Warming: before a plan's requests are released, static prefixes of call sites this app
 used before (and the policy's own warm list) are warmed on the workers that served them,
@@ -428,7 +428,7 @@ class RuntimeScheduler:
         return admitted
 
     def _rereads(self, app: Hashable) -> bool:
-        """Whether the app's finished rows re-read their own context in later plans (at least a
+        """Whether the app's finished rows re-read their own context in later waves (at least a
         tenth of it): then row-major priorities and the row gate keep it resident; otherwise
         they only stagger rows (smaller decode batches at the end) and are not used."""
         est = self.reuse.estimate(app)
@@ -485,6 +485,7 @@ class RuntimeScheduler:
                 call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
                 row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site))
             labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
+        t0 = time.perf_counter()  # planning: what the rows re-read, the snapshot, the policy
         if options.policy in ROW_MAJOR:
             self._observe_rows(group)
         views, models = [], {}
@@ -496,7 +497,6 @@ class RuntimeScheduler:
                 num_waiting=n_wait, queued_work_s=max(0.0, self._queued_work_s[w]),
                 kv_capacity_tokens=model.capacity_tokens, alive=w in live, max_num_seqs=pool.max_outstanding(w)))
         snapshot = Snapshot(calls=tuple(calls), workers=tuple(views), cost=self.cost, seed=int(self.totals["num_plans"]))
-        t0 = time.perf_counter()
         assignment = get_policy(options.policy, online=True)(snapshot)
         planning_s = time.perf_counter() - t0
         assignment.check(snapshot)
