@@ -221,9 +221,9 @@ class RowReuse:
     """Per-row means an app's finished rows showed (see :class:`RowReuseBook`)."""
 
     rows: int = 0
-    own_tokens: float = 0.0      # prompt tokens only this row's prompts reached, first sending
-    revisit_tokens: float = 0.0  # of those, tokens later plans of the row read again (per plan, once)
-    decode_steps: float = 0.0    # sum over the row's plans of the longest estimated output
+    own_tokens: float = 0.0      # prompt tokens only this row's prompts reached
+    revisit_tokens: float = 0.0  # own tokens the row's later waves read again (once per wave)
+    decode_steps: float = 0.0    # sum over the row's waves of the longest estimated output
 
 
 @dataclass
@@ -243,9 +243,9 @@ class RowReuseBook:
     The row gate (``RuntimeScheduler``) trades decode batching for KV residency: holding a row
     back only pays when the admitted rows read their private blocks again in a later *wave* (a
     debate's next round re-reads its conversation) and would find them evicted. A wave starts
-    when a row with no call in flight gets a call planned (the engine pins the blocks of running
-    calls, so calls of one wave never miss each other's blocks, even when they are planned a few
-    milliseconds apart). This book records, per input row, the full prompt blocks only that row
+    when a row with no call in flight gets a call planned: calls of one wave (a fan-out planned a
+    few milliseconds apart) overlap, and the engine pins the blocks of running calls, so holding
+    whole rows back cannot help them. This book records, per input row, the full prompt blocks only that row
     reached (``own_tokens``) and how many of them each later wave read again
     (``revisit_tokens``; a block counts once per wave), plus the decode steps the row took
     (each wave: its longest estimated output). When a row ends its numbers join its app's
