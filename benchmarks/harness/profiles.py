@@ -122,7 +122,8 @@ _ALL = ("mapred", "debate", "reflect", "iterative", "parallel", "trading", "pref
 _CPU_PARAMS = {"trading": {"num_traders": 2, "num_risk_rounds": 1},
                "iterative": {"num_chunks": 4}}
 #: On CPU the ablations and ``sequential`` run in ``ample`` only, and ``second-batch`` compares
-#: helium with and without its prompt cache: the whole profile then fits in about 30 minutes.
+#: helium with and without its prompt cache: the whole profile took 38.9 minutes on the 2-core
+#: CPU VM (68.6 with every system in every regime).
 _CPU_REGIME_SYSTEMS = {"second-batch": ("langgraph", "helium", "helium-no-cache"),
                        "kv-pressure": ("langgraph", "lspf", "prefix_affinity", "helium")}
 
