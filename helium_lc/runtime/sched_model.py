@@ -176,6 +176,23 @@ def choose_warm_prefixes(candidates: Mapping[int, Iterable[tuple[int, ...]]],
     return out
 
 
+_SHARED = object()  # owner of a block that prompts of two or more rows reach
+
+
+def _claim_blocks(owner: dict[Any, Any], row: Hashable, prompt: Sequence[int], block_size: int) -> list[Any]:
+    """Keys of ``prompt``'s full blocks (each names its whole prefix); ``owner`` records the
+    first row that reached a block, or ``_SHARED`` once another row reaches it too."""
+    keys: list[Any] = []
+    key: Any = None
+    for i in range(0, len(prompt) - len(prompt) % block_size, block_size):
+        key = hash((key, tuple(prompt[i:i + block_size])))
+        o = owner.setdefault(key, row)
+        if o is not _SHARED and o != row:
+            owner[key] = _SHARED
+        keys.append(key)
+    return keys
+
+
 def row_footprints(calls: Iterable[tuple[Hashable, Sequence[int], int]],
                    block_size: int) -> tuple[int, dict[Hashable, int]]:
     """KV tokens the rows of a batch need: (shared, {row: own}).
@@ -189,27 +206,15 @@ def row_footprints(calls: Iterable[tuple[Hashable, Sequence[int], int]],
         >>> row_footprints([(0, (1, 2, 3, 4), 1), (0, (1, 2, 3, 4, 5), 1), (1, (1, 2, 6, 6), 2)], 2)
         (2, {0: 5, 1: 4})
     """
-    node_ids: dict[tuple[int, tuple[int, ...]], int] = {}
-    owner: dict[int, Hashable] = {}
-    shared_marker = object()
+    owner: dict[Any, Hashable] = {}
     extra: dict[Hashable, int] = {}
     for row, prompt, out_tokens in calls:
-        parent = -1
-        full = len(prompt) - len(prompt) % block_size
-        for i in range(0, full, block_size):
-            key = (parent, tuple(prompt[i:i + block_size]))
-            node = node_ids.get(key)
-            if node is None:
-                node = node_ids[key] = len(node_ids)
-                owner[node] = row
-            elif owner[node] is not shared_marker and owner[node] != row:
-                owner[node] = shared_marker
-            parent = node
-        extra[row] = extra.get(row, 0) + len(prompt) - full + max(0, out_tokens)
+        _claim_blocks(owner, row, prompt, block_size)
+        extra[row] = extra.get(row, 0) + len(prompt) % block_size + max(0, out_tokens)
     shared = 0
     own = dict.fromkeys(extra, 0)
     for o in owner.values():
-        if o is shared_marker:
+        if o is _SHARED:
             shared += block_size
         else:
             own[o] += block_size
@@ -261,8 +266,6 @@ class RowReuseBook:
         (2, 3.0, 1.0, 5.0)
     """
 
-    _SHARED = object()
-
     def __init__(self, block_size: int, window: int = 64) -> None:
         self.block_size = block_size
         self.window = window
@@ -281,13 +284,7 @@ class RowReuseBook:
             seen = touched.setdefault(row, set())
             steps[row] = max(steps.get(row, 0), max(0, out_tokens))
             count[row] = count.get(row, 0) + 1
-            key: Any = None
-            for i in range(0, len(prompt) - len(prompt) % bs, bs):
-                key = hash((key, tuple(prompt[i:i + bs])))
-                seen.add(key)
-                o = owner.setdefault(key, row)
-                if o is not self._SHARED and o != row:
-                    owner[key] = self._SHARED
+            seen.update(_claim_blocks(owner, row, prompt, bs))
         for row, seen in touched.items():
             live = self._live.get((ticket, row))
             if live is None:
