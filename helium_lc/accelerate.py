@@ -52,6 +52,7 @@ from helium_lc.runtime.batch import run_rows, run_sync, want_progress
 from helium_lc.runtime.context import Runtime, bind_context
 from helium_lc.runtime.intercept import install
 from helium_lc.runtime.stats import RunStats
+from helium_lc.runtime.threads import wide_default_executor
 
 __all__ = ["accelerate", "AcceleratedGraph"]
 
@@ -230,6 +231,14 @@ class AcceleratedGraph(Runnable[Any, Any]):
     def _runtime(self) -> Runtime:
         return Runtime(self.config, self._cache, self._single_flight)
 
+    def _sync_config(self, config: RunnableConfig | None) -> RunnableConfig:
+        """``config`` for LangGraph's sync ``invoke``/``stream``, whose per-run thread pool
+        LangGraph sizes by ``max_concurrency`` (default ``cores + 4``): unless the caller set
+        one, ``max_sync_threads`` threads (started on demand)."""
+        cfg: RunnableConfig = dict(config or {})  # type: ignore[assignment]
+        cfg.setdefault("max_concurrency", self.config.max_sync_threads)
+        return cfg
+
     def _routes(self) -> contextlib.AbstractContextManager[Any]:
         """Point ``ChatOpenAI`` clients that ``config.route`` maps at their pool for the run."""
         if not self.config.route:
@@ -252,7 +261,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         failed = 1
         try:
             with self._routes():
-                out = bind_context(rt).run(self.graph.invoke, input, config, **kwargs)
+                out = bind_context(rt).run(self.graph.invoke, input, self._sync_config(config), **kwargs)
             failed = 0
             return out
         finally:
@@ -263,9 +272,9 @@ class AcceleratedGraph(Runnable[Any, Any]):
         rt = self._runtime()
         failed = 1
         try:
-            with self._routes():
-                out = await asyncio.get_running_loop().create_task(
-                    self.graph.ainvoke(input, config, **kwargs), context=bind_context(rt))
+            loop = asyncio.get_running_loop()
+            with self._routes(), wide_default_executor(loop, self.config.max_sync_threads):
+                out = await loop.create_task(self.graph.ainvoke(input, config, **kwargs), context=bind_context(rt))
             failed = 0
             return out
         finally:
@@ -280,10 +289,17 @@ class AcceleratedGraph(Runnable[Any, Any]):
 
     async def abatch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
                      *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        """Run every input concurrently on this event loop (no thread cap).
+        """Run every input concurrently on this event loop.
 
-        With ``return_exceptions=True`` a row whose run raises returns the exception and the
-        other rows finish; otherwise the first error cancels the other rows and is raised.
+        Sync nodes share ``HeliumConfig.max_sync_threads`` threads (started on demand), so
+        the calls in flight are limited by the graph and the batch, not by the host's cores.
+        ``max_concurrency`` in the config limits how many inputs run at once (and, as in
+        LangGraph, how many tasks of one step run at once). With ``return_exceptions=True``
+        a row whose run raises returns the exception and the other rows finish; otherwise
+        the first error cancels the other rows and is raised.
+
+        Example:
+            >>> fast.batch(inputs, config={"max_concurrency": 4})   # doctest: +SKIP
         """
         if not inputs:
             return []
@@ -301,9 +317,10 @@ class AcceleratedGraph(Runnable[Any, Any]):
 
         outs: list[Any] = []
         try:
-            with self._routes():
+            with self._routes(), wide_default_executor(asyncio.get_running_loop(), self.config.max_sync_threads):
                 outs = await run_rows(row, inputs, return_exceptions=return_exceptions, contexts=contexts,
-                                      progress=want_progress(self.config.progress, len(inputs)))
+                                      progress=want_progress(self.config.progress, len(inputs)),
+                                      max_concurrency=configs[0].get("max_concurrency"))
             return outs
         finally:
             num_failed = sum(isinstance(o, BaseException) for o in outs) if outs else len(inputs)
@@ -316,7 +333,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         ctx = bind_context(rt)
         routes = self._routes()
         routes.__enter__()
-        it = ctx.run(self.graph.stream, input, config, **kwargs)
+        it = ctx.run(self.graph.stream, input, self._sync_config(config), **kwargs)
         failed = 1
         try:
             while True:
@@ -337,6 +354,9 @@ class AcceleratedGraph(Runnable[Any, Any]):
         rt = self._runtime()
         ctx = bind_context(rt)
         loop = asyncio.get_running_loop()
+        scope = contextlib.ExitStack()  # routes and threads for as long as the stream is consumed
+        scope.enter_context(self._routes())
+        scope.enter_context(wide_default_executor(loop, self.config.max_sync_threads))
         ait = self.graph.astream(input, config, **kwargs)
 
         async def step() -> Any:
@@ -356,6 +376,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
             failed = 0
         finally:
             await loop.create_task(close(), context=ctx)
+            scope.close()
             self._finish(rt, 1, failed)
 
     # -- metrics and cache ----------------------------------------------------------------------

@@ -39,7 +39,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from helium_lc.engine import chat_format
+from helium_lc.engine import chat_format, guided
 from helium_lc.engine.pool import WorkerPool, get_default_pool
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec
 
@@ -183,6 +183,25 @@ class HeliumChatModel(BaseChatModel):
         coro = runtime.dispatch(pool, request) if runtime is not None else pool.agenerate(request)
         return await asyncio.wait_for(coro, self.timeout) if self.timeout else await coro
 
+    def _complete_sync(self, request: GenerationRequest) -> tuple[GenerationRequest, GenerationResult]:
+        """Dispatch; a guided call that ``max_tokens`` cut off is retried once with bounded
+        string lengths (``engine.guided``), and raises if it is still cut off."""
+        result = self._dispatch_sync(request)
+        retry = guided.retry_request(request, result)
+        if retry is not None:
+            request, result = retry, self._dispatch_sync(retry)
+        guided.check_finished(request, result)
+        return request, result
+
+    async def _complete_async(self, request: GenerationRequest) -> tuple[GenerationRequest, GenerationResult]:
+        """The async twin of :meth:`_complete_sync`."""
+        result = await self._dispatch_async(request)
+        retry = guided.retry_request(request, result)
+        if retry is not None:
+            request, result = retry, await self._dispatch_async(retry)
+        guided.check_finished(request, result)
+        return request, result
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         if self.streaming and not kwargs.get("tools"):
@@ -190,7 +209,7 @@ class HeliumChatModel(BaseChatModel):
             return _result_from_chunks(chunks)
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
-        result = self._dispatch_sync(request)
+        request, result = self._complete_sync(request)
         return ChatResult(generations=[ChatGeneration(message=self._to_message(request, result, tools_bound, forced))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -200,7 +219,7 @@ class HeliumChatModel(BaseChatModel):
             return _result_from_chunks(chunks)
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
-        result = await self._dispatch_async(request)
+        request, result = await self._complete_async(request)
         return ChatResult(generations=[ChatGeneration(message=self._to_message(request, result, tools_bound, forced))])
 
     @staticmethod
@@ -216,10 +235,11 @@ class HeliumChatModel(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
-        if tools_bound or _current_runtime() is not None:
-            # Tool calls are parsed from the whole output, and runs under accelerate() go through
-            # the scheduler: one generation, delivered as a single content chunk plus the closing one.
-            msg = self._to_message(request, self._dispatch_sync(request), tools_bound, forced)
+        if tools_bound or request.sampling.json_schema is not None or _current_runtime() is not None:
+            # Tool calls are parsed from the whole output, guided JSON may need a bounded retry
+            # (engine.guided), and runs under accelerate() go through the scheduler: one
+            # generation, delivered as a single content chunk plus the closing one.
+            msg = self._to_message(*self._complete_sync(request), tools_bound, forced)
             if msg.content:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg.content))
                 if run_manager:
@@ -245,8 +265,8 @@ class HeliumChatModel(BaseChatModel):
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
-        if tools_bound or _current_runtime() is not None:
-            msg = self._to_message(request, await self._dispatch_async(request), tools_bound, forced)
+        if tools_bound or request.sampling.json_schema is not None or _current_runtime() is not None:
+            msg = self._to_message(*await self._complete_async(request), tools_bound, forced)
             if msg.content:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg.content))
                 if run_manager:

@@ -75,6 +75,10 @@ class HeliumConfig:
             batch, nor on an app's first batch. How many requests each engine runs or queues
             is the pool's setting (``max_num_seqs``).
         progress: progress bar for batches; None = on for batches of more than 4 inputs on a TTY.
+        max_sync_threads: threads for sync code (sync nodes, sync tools, sync chat models) of
+            a run, shared by all its rows; started on demand. The calls in flight are limited
+            by the graph, the batch and ``max_concurrency`` in the RunnableConfig, not by the
+            host's core count (asyncio's default executor has ``cores + 4`` threads).
         route: ``base_url`` or model name of an OpenAI-compatible client -> WorkerPool.
         trace_capture: let capture run nodes on placeholder state (runs user code; opt-in).
         disabled_rules: optimizer rule names to skip (see :func:`rule_names`).
@@ -90,6 +94,7 @@ class HeliumConfig:
     warm_threshold_tokens: int = 200
     row_gate: bool = True
     progress: bool | None = None
+    max_sync_threads: int = 256
     route: Mapping[str, Any] = field(default_factory=dict)
     trace_capture: bool = False
     disabled_rules: frozenset[str] = frozenset()
@@ -110,6 +115,10 @@ class HeliumConfig:
                 or self.warm_threshold_tokens < 0:
             raise ValueError(f"HeliumConfig.warm_threshold_tokens must be an integer >= 0, got "
                              f"{self.warm_threshold_tokens!r}.")
+        if not isinstance(self.max_sync_threads, int) or isinstance(self.max_sync_threads, bool) \
+                or self.max_sync_threads < 1:
+            raise ValueError(f"HeliumConfig.max_sync_threads must be an integer >= 1, got "
+                             f"{self.max_sync_threads!r}; e.g. 256 (threads start on demand).")
         self._validate_route()
         self._validate_rules()
 

@@ -15,7 +15,8 @@ calling with ``tool_choice="any"``, like real models do: the parsed object is a
 deterministic instance built from the schema.
 
 ``temperature > 0`` appends a random suffix (a sampled call), to check that sampled calls
-are never cached or merged. ``latency_s`` sleeps in each call so that calls overlap.
+are never cached or merged. ``latency_s`` sleeps in each call so that calls overlap;
+``max_in_flight`` tells how many overlapped at most.
 
 Example:
     >>> model = DeterministicChatModel()
@@ -29,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -175,6 +177,8 @@ class DeterministicChatModel(BaseChatModel):
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _prompts: list[str] = PrivateAttr(default_factory=list)
+    _in_flight: int = PrivateAttr(default=0)
+    _max_in_flight: int = PrivateAttr(default=0)
 
     @property
     def _llm_type(self) -> str:
@@ -197,10 +201,28 @@ class DeterministicChatModel(BaseChatModel):
         with self._lock:
             return list(self._prompts)
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls that were in progress at once (since creation or ``reset()``)."""
+        with self._lock:
+            return self._max_in_flight
+
     def reset(self) -> None:
-        """Forget the recorded calls."""
+        """Forget the recorded calls and the in-flight peak."""
         with self._lock:
             self._prompts.clear()
+            self._max_in_flight = self._in_flight
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     # ------------------------------------------------------------------ tools
     def bind_tools(
@@ -268,22 +290,25 @@ class DeterministicChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   **kwargs: Any) -> ChatResult:
-        if self.latency_s:
-            time.sleep(self.latency_s)
-        return ChatResult(generations=[ChatGeneration(message=self._answer(messages, stop, kwargs))])
+        with self._call():
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            return ChatResult(generations=[ChatGeneration(message=self._answer(messages, stop, kwargs))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        return ChatResult(generations=[ChatGeneration(message=self._answer(messages, stop, kwargs))])
+        with self._call():
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            return ChatResult(generations=[ChatGeneration(message=self._answer(messages, stop, kwargs))])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        if self.latency_s:
-            time.sleep(self.latency_s)
+        with self._call():
+            if self.latency_s:
+                time.sleep(self.latency_s)
         for chunk in _chunks_of(self._answer(messages, stop, kwargs)):
             if run_manager and isinstance(chunk.message.content, str):
                 run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
@@ -292,8 +317,9 @@ class DeterministicChatModel(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        with self._call():
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
         for chunk in _chunks_of(self._answer(messages, stop, kwargs)):
             if run_manager and isinstance(chunk.message.content, str):
                 await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)

@@ -163,16 +163,44 @@ def parse_tool_calls(text: str, *, id_seed: str) -> ParsedOutput:
 
 
 def forced_tool_schema(tools: Sequence[Mapping[str, Any]], name: str | None) -> dict[str, Any]:
-    """JSON schema that makes guided decoding emit a call to ``name`` (or to any of ``tools``)."""
+    """JSON schema that makes guided decoding emit a call to ``name`` (or to any of ``tools``).
+
+    Each tool's ``$defs`` (or draft-07 ``definitions``) move to the root of the returned
+    schema, renamed ``<tool>.<def>`` when several tools are offered, with every ``$ref``
+    rewritten, so that references still resolve once the parameters are nested.
+    """
     options = []
-    for t in tools:
+    root_defs: dict[str, Any] = {}
+    chosen = [t for t in tools if name is None or t.get("function", t).get("name") == name]
+    for t in chosen:
         fn = t.get("function", t)
-        if name is not None and fn.get("name") != name:
-            continue
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        defs = {**(params.pop("definitions", None) or {}), **(params.pop("$defs", None) or {})}
+        prefix = f"{fn['name']}." if len(chosen) > 1 else ""
+        renames = {d: prefix + d for d in defs}
+        params = _rewrite_refs(params, renames)
+        for d, body in defs.items():
+            root_defs[renames[d]] = _rewrite_refs(body, renames)
         options.append({"type": "object", "properties": {"name": {"const": fn["name"]}, "arguments": params},
                         "required": ["name", "arguments"]})
     if not options:
         known = [t.get("function", t).get("name") for t in tools]
         raise ValueError(f"tool_choice names {name!r}, which is not among the bound tools {known}.")
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, "$defs": root_defs} if root_defs else schema
+
+
+_REF = re.compile(r"^#/(?:\$defs|definitions)/(.+)$")
+
+
+def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
+    """A copy of ``node`` whose local ``$ref``s point at ``#/$defs/<renamed>``."""
+    if isinstance(node, Mapping):
+        out = {}
+        for k, v in node.items():
+            found = _REF.match(v) if k == "$ref" and isinstance(v, str) else None
+            out[k] = f"#/$defs/{renames.get(found.group(1), found.group(1))}" if found else _rewrite_refs(v, renames)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(v, renames) for v in node]
+    return node

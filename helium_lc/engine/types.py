@@ -42,6 +42,10 @@ class PromptTooLongError(EngineError, ValueError):
     """The prompt (plus requested output) does not fit in the model's context."""
 
 
+class GuidedOutputTruncatedError(EngineError, ValueError):
+    """Guided (JSON-schema) decoding reached ``max_tokens`` before the JSON was complete."""
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
     """Every sampling parameter that can change a model's output.
@@ -60,6 +64,9 @@ class SamplingSpec:
     json_schema: str | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    #: With ``json_schema``: JSON without optional whitespace (no newlines or indentation
+    #: between tokens), so the output's length is bounded by the schema's bounds alone.
+    compact_json: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -87,6 +94,8 @@ class SamplingSpec:
             object.__setattr__(self, "stop", tuple(self.stop))
         if self.json_schema is not None and not isinstance(self.json_schema, str):
             object.__setattr__(self, "json_schema", json.dumps(self.json_schema, sort_keys=True))
+        if self.compact_json and self.json_schema is None:
+            raise ValueError("compact_json=True needs a json_schema.")
 
     @property
     def is_deterministic(self) -> bool:
@@ -98,7 +107,7 @@ class SamplingSpec:
         return (
             self.max_tokens, self.temperature, self.top_p, self.top_k, self.seed,
             self.stop, self.json_schema, self.presence_penalty, self.frequency_penalty,
-        )
+        ) + (("compact_json",) if self.compact_json else ())  # keys of other calls unchanged
 
 
 @dataclass(frozen=True)

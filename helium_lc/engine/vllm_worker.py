@@ -131,7 +131,14 @@ def to_vllm_sampling(spec: SamplingSpec, *, stream: bool) -> Any:
         frequency_penalty=spec.frequency_penalty,
         output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
     )
-    if spec.json_schema is not None:
+    if spec.json_schema is not None and spec.compact_json:
+        # The engine's JSON mode allows any whitespace between tokens; the same schema as an
+        # xgrammar grammar without it (vLLM's own structured-output backend) does not.
+        import xgrammar
+
+        grammar = xgrammar.Grammar.from_json_schema(spec.json_schema, any_whitespace=False)
+        kwargs["structured_outputs"] = StructuredOutputsParams(grammar=str(grammar))
+    elif spec.json_schema is not None:
         kwargs["structured_outputs"] = StructuredOutputsParams(json=spec.json_schema)
     return SamplingParams(**kwargs)
 

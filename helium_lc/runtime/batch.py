@@ -1,8 +1,8 @@
 """Run many inputs of a graph concurrently on one event loop, and call async code from sync code.
 
 :func:`run_rows` starts one task per input (no thread cap, so the runtime sees every
-concurrent LLM call at once), each in its own context with the runtime and its row
-index set. With ``return_exceptions=True`` a row that raises returns its exception and
+concurrent LLM call at once; ``max_concurrency`` rows at a time when given), each in its
+own context with the runtime and its row index set. With ``return_exceptions=True`` a row that raises returns its exception and
 the other rows finish; otherwise the first error cancels the rest and is raised.
 :func:`run_sync` runs a coroutine from sync code, on a helper thread when this thread
 already runs an event loop (e.g. inside Jupyter), keeping the caller's contextvars.
@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import sys
 import threading
@@ -44,17 +45,23 @@ def want_progress(setting: bool | None, num_rows: int) -> bool:
 
 async def run_rows(fn: Callable[[int, Any], Awaitable[T]], inputs: Sequence[Any], *,
                    return_exceptions: bool = False, progress: bool = False,
-                   contexts: Sequence[contextvars.Context] | None = None) -> list[T | BaseException]:
+                   contexts: Sequence[contextvars.Context] | None = None,
+                   max_concurrency: int | None = None) -> list[T | BaseException]:
     """Await ``fn(i, inputs[i])`` for every row concurrently; results in input order.
 
-    ``contexts[i]`` (optional) is the context row ``i``'s task runs in.
+    ``contexts[i]`` (optional) is the context row ``i``'s task runs in; with
+    ``max_concurrency`` at most that many rows run at once (in input order).
     """
+    if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
+        raise ValueError(f"max_concurrency must be a positive integer or None, got {max_concurrency!r}.")
     bar = _progress_bar(len(inputs)) if progress else None
     loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(max_concurrency) if max_concurrency else contextlib.nullcontext()
 
     async def one(i: int, x: Any) -> T | BaseException:
         try:
-            return await fn(i, x)
+            async with gate:
+                return await fn(i, x)
         except Exception as exc:
             if not return_exceptions:
                 raise

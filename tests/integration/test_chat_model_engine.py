@@ -43,6 +43,42 @@ def test_forced_tool_call_is_parsed_into_tool_calls(fresh_pool):
     assert add.invoke(call["args"]) == call["args"]["a"] + call["args"]["b"]
 
 
+@tool
+def write_story(story: str, title: str) -> str:
+    """Write a very long story of at least 2000 words."""
+    return title
+
+
+def test_forced_call_cut_off_by_max_tokens_is_retried_with_bounded_strings(fresh_pool):
+    # The skeleton {"arguments": {"story": "", "title": ""}, "name": "write_story"} takes ~25 of
+    # the 40 tokens, so the unbounded first attempt (a long story) is cut off; the retry bounds
+    # both strings so the call completes instead of coming back with tool_calls=[].
+    msg = HeliumChatModel(max_tokens=40).bind_tools([write_story], tool_choice="any").invoke(
+        "Write me a long story about a dragon.")
+    assert [c["name"] for c in msg.tool_calls] == ["write_story"]
+    assert isinstance(msg.tool_calls[0]["args"]["story"], str)
+    assert fresh_pool.stats()["num_requests"] == 2  # the cut-off attempt and its bounded retry
+
+
+def test_forced_call_that_cannot_fit_raises_an_error_naming_max_tokens(fresh_pool):
+    from helium_lc.engine.types import GuidedOutputTruncatedError
+
+    with pytest.raises(GuidedOutputTruncatedError, match="max_tokens=8"):
+        HeliumChatModel(max_tokens=8).bind_tools([write_story], tool_choice="write_story").invoke("A story")
+
+
+def test_forced_call_to_a_tool_whose_schema_uses_defs(fresh_pool):
+    # A hand-written (or MCP) tool schema with $defs/$ref: the refs must still resolve.
+    plan = {"type": "function", "function": {"name": "plan", "description": "Plan a trip", "parameters": {
+        "type": "object", "properties": {"stops": {"type": "array", "items": {"$ref": "#/$defs/Stop"}}},
+        "required": ["stops"], "$defs": {"Stop": {"type": "object", "properties": {
+            "city": {"type": "string"}, "nights": {"type": "integer"}}, "required": ["city", "nights"]}}}}}
+    msg = HeliumChatModel(max_tokens=120).bind_tools([plan], tool_choice="plan").invoke("Plan a trip to Rome")
+    assert [c["name"] for c in msg.tool_calls] == ["plan"]
+    stops = msg.tool_calls[0]["args"]["stops"]
+    assert all(set(s) == {"city", "nights"} and isinstance(s["nights"], int) for s in stops)
+
+
 def test_structured_output_follows_the_schema(fresh_pool):
     class City(BaseModel):
         name: str

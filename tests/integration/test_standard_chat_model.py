@@ -52,31 +52,14 @@ class TestHeliumChatModelIntegration(ChatModelIntegrationTests):
     def supports_image_tool_message(self) -> bool:
         return False  # text-only model
 
-    # SmolLM2-135M under JSON-schema decoding sometimes repeats one string value until max_tokens
-    # (e.g. '"punchline": "A cat is a cat, and a cat is a cat, ..."'), leaving required keys out:
-    # a model-size limit, not an interface one. The same tests pass in most runs; they are kept
-    # and allowed to fail rather than switched off, so a real regression still shows as XPASS->FAIL
-    # in other suites (tests/integration/test_chat_model_engine.py checks structured output strictly
-    # on a prompt the model handles).
-    @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
-    def test_structured_output_pydantic_2_v1(self, model) -> None:
-        super().test_structured_output_pydantic_2_v1(model)
-
-    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
-    @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
-    def test_structured_output(self, model, schema_type) -> None:
-        super().test_structured_output(model, schema_type)
-
-    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
-    @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
-    async def test_structured_output_async(self, model, schema_type) -> None:
-        await super().test_structured_output_async(model, schema_type)
-
-    @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
-    def test_structured_output_optional_param(self, model) -> None:
-        super().test_structured_output_optional_param(model)
-
-    @pytest.mark.xfail(reason="135M model may loop inside a JSON string value", strict=False)
+    # Structured output (json_schema / function_calling) is no longer marked: a guided call
+    # that max_tokens cuts off (the 135M model can loop inside a string) is retried with
+    # bounded lengths (helium_lc.engine.guided), so the keys are always there.
+    # json_mode constrains the output only to *some* JSON object: which keys it has is the
+    # model's choice, and the 135M model often does not pick "setup"/"punchline" (measured
+    # 2026-12-01: failed in each of 3 runs, e.g. '{"setup": "The cat was having..."}' without
+    # "punchline").
+    @pytest.mark.xfail(reason="json_mode leaves the keys to the 135M model", strict=False)
     def test_json_mode(self, model) -> None:
         super().test_json_mode(model)
 

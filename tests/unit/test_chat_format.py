@@ -57,3 +57,28 @@ def test_forced_tool_schema_and_unknown_tool_error():
 def test_non_text_content_blocks_are_rejected_with_advice():
     with pytest.raises(ValueError, match="text-only model"):
         cf.content_text([{"type": "image_url", "image_url": {"url": "x"}}])
+
+
+STOP_DEFS = {"Stop": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def _tool_with_defs(name: str, key: str = "$defs", ref_root: str = "$defs") -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {"stops": {"type": "array", "items": {"$ref": f"#/{ref_root}/Stop"}}},
+        key: STOP_DEFS}}}
+
+
+def test_forced_tool_schema_keeps_defs_at_the_root_so_refs_resolve():
+    # One tool: its $defs move to the root, the ref is unchanged and resolves there.
+    schema = cf.forced_tool_schema([_tool_with_defs("plan")], "plan")
+    assert schema["$defs"] == STOP_DEFS
+    assert "$defs" not in schema["properties"]["arguments"]
+    assert schema["properties"]["arguments"]["properties"]["stops"]["items"] == {"$ref": "#/$defs/Stop"}
+
+
+def test_forced_tool_schema_prefixes_defs_of_several_tools_and_reads_draft7_definitions():
+    # Two tools define "Stop": each keeps its own, renamed "<tool>.Stop", refs rewritten.
+    schema = cf.forced_tool_schema([_tool_with_defs("a"), _tool_with_defs("b", "definitions", "definitions")], None)
+    assert sorted(schema["$defs"]) == ["a.Stop", "b.Stop"]
+    refs = [o["properties"]["arguments"]["properties"]["stops"]["items"]["$ref"] for o in schema["anyOf"]]
+    assert refs == ["#/$defs/a.Stop", "#/$defs/b.Stop"]
