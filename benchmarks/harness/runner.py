@@ -58,6 +58,7 @@ def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec
     """Measure every system on one workload and pool; returns per-system repeats, medians, speedups."""
     wl = _workload(workload)
     app = wl.build(HeliumChatModel(pool=pool, max_tokens=max_output_tokens), **params)
+    sync_nodes = bool(params.get("sync_nodes", not wl.IS_ASYNC))  # run it the way its users would
     batches = [wl.make_inputs(num_inputs, seed=0, **params)]
     if second_batch:
         batches.append(wl.make_inputs(num_inputs, seed=1, **params))
@@ -81,8 +82,8 @@ def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec
             if spec.config is not None:
                 target.clear_cache()
             for batch in batches[:-1]:
-                measure_batch(spec, target, batch, pool)  # warm-up batch of second-batch, unmeasured
-            m = measure_batch(spec, target, batches[-1], pool)
+                measure_batch(spec, target, batch, pool, sync_nodes=sync_nodes)  # second-batch warm-up
+            m = measure_batch(spec, target, batches[-1], pool, sync_nodes=sync_nodes)
             metrics = m.metrics(pool.block_size)
             if name in capture_s:
                 metrics["capture_s"] = capture_s[name]

@@ -144,11 +144,31 @@ class BatchMeasure:
         return out
 
 
+def _row_configs(n: int, ends: dict[int, float]) -> list[dict[str, Any]]:
+    return [{"metadata": {ROW_METADATA_KEY: i}, "callbacks": [RowTimer(i, ends)]} for i in range(n)]
+
+
+def _run_rows_sync(target: Any, inputs: Sequence[Any], sequential: bool) -> tuple[list[Any], list[float], float]:
+    """:func:`_run_rows` the way a user of a sync-node app runs it: ``invoke``/``batch``."""
+    ends: dict[int, float] = {}
+    configs = _row_configs(len(inputs), ends)
+    t0 = time.perf_counter()
+    if sequential:
+        outs, lat = [], []
+        for i, x in enumerate(inputs):
+            start = time.perf_counter()
+            outs.append(target.invoke(x, configs[i]))
+            lat.append(time.perf_counter() - start)
+        return outs, lat, time.perf_counter() - t0
+    outs = target.batch(list(inputs), configs)
+    makespan = time.perf_counter() - t0
+    return list(outs), [ends.get(i, t0 + makespan) - t0 for i in range(len(inputs))], makespan
+
+
 async def _run_rows(target: Any, inputs: Sequence[Any], sequential: bool) -> tuple[list[Any], list[float], float]:
     """Run ``inputs`` through ``target``; returns (outputs, per-input latency, makespan)."""
     ends: dict[int, float] = {}
-    configs = [{"metadata": {ROW_METADATA_KEY: i}, "callbacks": [RowTimer(i, ends)]}
-               for i in range(len(inputs))]
+    configs = _row_configs(len(inputs), ends)
     t0 = time.perf_counter()
     if sequential:
         outs, lat = [], []
@@ -163,15 +183,22 @@ async def _run_rows(target: Any, inputs: Sequence[Any], sequential: bool) -> tup
     return list(outs), lat, makespan
 
 
-def measure_batch(system: SystemSpec, target: Any, inputs: Sequence[Any], pool: Any) -> BatchMeasure:
+def measure_batch(system: SystemSpec, target: Any, inputs: Sequence[Any], pool: Any, *,
+                  sync_nodes: bool = False) -> BatchMeasure:
     """Run one batch of ``system`` (``target``: the plain app or its accelerated graph) and measure it.
 
-    Resets nothing: the caller decides what starts cold. Pool counters are
-    differenced around the batch so they cover exactly it.
+    An app with sync nodes (``sync_nodes``) runs as its users run it, with ``batch`` /
+    ``invoke``; an async one with ``abatch`` / ``ainvoke``. Resets nothing: the caller
+    decides what starts cold. Pool counters are differenced around the batch so they
+    cover exactly it.
     """
     before = pool_counters(pool)
+    sequential = system.mode == "sequential"
     with CallRecorder(pool) as rec:
-        outs, lat, makespan = asyncio.run(_run_rows(target, inputs, system.mode == "sequential"))
+        if sync_nodes:
+            outs, lat, makespan = _run_rows_sync(target, inputs, sequential)
+        else:
+            outs, lat, makespan = asyncio.run(_run_rows(target, inputs, sequential))
     run_stats = target.last_run_stats() if system.mode == "accelerated" else None
     after = pool_counters(pool)
     delta = {k: after[k] - before.get(k, 0) for k in after}

@@ -9,7 +9,8 @@ Each module in :data:`WORKLOADS` exposes the same small surface:
   the same keyword set, so one dict can be passed to both;
 - ``num_llm_calls(**params) -> int``: LLM calls per input;
 - ``IS_ASYNC``: True when nodes are ``async def`` (then run with ``ainvoke``/``abatch``;
-  ``ainvoke`` works for every workload).
+  ``ainvoke`` works for every workload). A workload with a ``sync_nodes`` parameter builds
+  either kind (``sync_nodes=True``: ``def`` nodes calling ``invoke``, run with ``batch``).
 
 The workloads know nothing of helium_lc; only their ``__main__`` blocks import it.
 

@@ -38,6 +38,8 @@ def resolve_params(workload: str, defaults: Mapping[str, Any],
         is_count = name.startswith("num_") or name.endswith(("_words", "_tokens"))
         if is_count and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"{workload}: {name} must be a positive integer, got {value!r}.")
+        if isinstance(defaults.get(name), bool) and not isinstance(value, bool):
+            raise ValueError(f"{workload}: {name} must be True or False, got {value!r}.")
     if merged.get("data_source", "auto") not in ("auto", "bundled"):
         raise ValueError(f"{workload}: data_source must be 'auto' (real offline data when "
                          f"installed) or 'bundled', got {merged['data_source']!r}.")

@@ -6,8 +6,9 @@ Graph (``Send`` fan-out, one expert task per role, then a join)::
 
 LLM calls per input: ``num_experts + 1``. Every expert prompt starts with the same long system
 prompt, then the same reference text and question; only the last line (the expert's role) differs,
-so a cache-aware scheduler can prefill the shared part once. Experts are async nodes: run the graph
-with ``ainvoke``/``abatch``.
+so a cache-aware scheduler can prefill the shared part once. Experts are async nodes (run the graph
+with ``ainvoke``/``abatch``), or, with ``sync_nodes=True``, plain ``def`` nodes calling ``invoke``, as
+most apps are written (run it with ``invoke``/``batch``).
 
 Example:
     >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
@@ -37,7 +38,7 @@ from .data import load_qa
 
 NAME = "mapred"
 IS_ASYNC = True
-DEFAULTS: dict[str, Any] = {"num_experts": 4, "context_words": 300, "data_source": "auto"}
+DEFAULTS: dict[str, Any] = {"num_experts": 4, "context_words": 300, "data_source": "auto", "sync_nodes": False}
 
 #: (role, what this expert pays attention to). The paper's MapRed uses 14 experts.
 ROLES: tuple[tuple[str, str], ...] = (
@@ -82,6 +83,12 @@ answers to one question and write the single best final answer: correct, complet
 Resolve disagreements in favour of the answers that the reference material supports."""
 
 
+SUMMARY_PROMPT = ChatPromptTemplate.from_messages([
+    ("system", SUMMARY_SYSTEM),
+    ("human", "Question: {question}\n\nExpert answers:\n{listing}\n\nFinal answer:"),
+])
+
+
 class MapRedState(TypedDict, total=False):
     question: str
     context: str
@@ -117,24 +124,32 @@ def build(llm: BaseChatModel, **params: Any) -> CompiledStateGraph:
                                           role=role, focus=focus, expert_index=i))
                 for i, (role, focus) in enumerate(roles)]
 
-    async def expert(task: ExpertTask) -> dict[str, Any]:
-        reply = await expert_chain.ainvoke(dict(task))
+    summary_chain = SUMMARY_PROMPT | llm
+
+    def answer(task: ExpertTask, reply: Any) -> dict[str, Any]:
         return {"answers": [{"index": task["expert_index"], "role": task["role"],
                              "text": message_text(reply)}]}
 
-    async def summarize(state: MapRedState) -> dict[str, Any]:
+    def summary_input(state: MapRedState) -> dict[str, Any]:
         answers = sorted(state["answers"], key=lambda a: a["index"])
-        listing = "\n\n".join(f"[{a['role']}]\n{a['text']}" for a in answers)
-        prompt = ChatPromptTemplate.from_messages([
-            ("system", SUMMARY_SYSTEM),
-            ("human", "Question: {question}\n\nExpert answers:\n{listing}\n\nFinal answer:"),
-        ])
-        reply = await (prompt | llm).ainvoke({"question": state["question"], "listing": listing})
-        return {"summary": message_text(reply)}
+        return {"question": state["question"],
+                "listing": "\n\n".join(f"[{a['role']}]\n{a['text']}" for a in answers)}
+
+    async def expert(task: ExpertTask) -> dict[str, Any]:
+        return answer(task, await expert_chain.ainvoke(dict(task)))
+
+    async def summarize(state: MapRedState) -> dict[str, Any]:
+        return {"summary": message_text(await summary_chain.ainvoke(summary_input(state)))}
+
+    def expert_sync(task: ExpertTask) -> dict[str, Any]:
+        return answer(task, expert_chain.invoke(dict(task)))
+
+    def summarize_sync(state: MapRedState) -> dict[str, Any]:
+        return {"summary": message_text(summary_chain.invoke(summary_input(state)))}
 
     graph = StateGraph(MapRedState)
-    graph.add_node("expert", expert)
-    graph.add_node("summarize", summarize)
+    graph.add_node("expert", expert_sync if p["sync_nodes"] else expert)
+    graph.add_node("summarize", summarize_sync if p["sync_nodes"] else summarize)
     graph.add_conditional_edges(START, assign_experts, ["expert"])
     graph.add_edge("expert", "summarize")
     graph.add_edge("summarize", END)

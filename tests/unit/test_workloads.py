@@ -93,6 +93,21 @@ def test_mapred_experts_share_system_context_and_question() -> None:
         assert out["summary"].startswith("reply-")
 
 
+def test_mapred_sync_variant_has_def_nodes_and_the_same_calls_and_outputs() -> None:
+    import inspect
+
+    graph = mapred.build(RecordingChatModel(), num_experts=3, sync_nodes=True)
+    assert not inspect.iscoroutinefunction(graph.builder.nodes["expert"].runnable.func)
+    llm_async, outs_async = run(mapred, num_experts=3)
+    llm_sync = RecordingChatModel()
+    inputs = mapred.make_inputs(2, seed=0, data_source="bundled", num_experts=3)
+    outs_sync = mapred.build(llm_sync, num_experts=3, sync_nodes=True).batch(inputs)
+    assert outs_sync == outs_async
+    assert sorted(map(render, llm_sync.calls)) == sorted(map(render, llm_async.calls))
+    with pytest.raises(ValueError, match="sync_nodes must be True or False"):
+        mapred.build(RecordingChatModel(), sync_nodes="yes")
+
+
 def test_debate_rounds_extend_each_agents_conversation() -> None:
     # 3 agents x 2 rounds = 6 calls per input, 12 in all.
     llm, outs = run(debate, num_agents=3, num_rounds=2)
