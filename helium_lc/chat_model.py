@@ -173,15 +173,29 @@ class HeliumChatModel(BaseChatModel):
         pool = self.get_pool()
         if pool.engine_loop.on_loop():
             raise RuntimeError("HeliumChatModel.invoke was called on the engine loop; use ainvoke there.")
-        if runtime is not None:
-            return runtime.dispatch_blocking(pool, request)
-        return pool.engine_loop.run(pool._generate_on_loop(request, None), timeout_s=self.timeout)
+        try:
+            if runtime is not None:
+                return runtime.dispatch_blocking(pool, request, timeout_s=self.timeout)
+            return pool.generate(request, timeout_s=self.timeout)
+        except TimeoutError as exc:  # the engine request was cancelled (aborted) on the way out
+            raise self._timeout_error(request) from exc
 
     async def _dispatch_async(self, request: GenerationRequest) -> GenerationResult:
         runtime = _current_runtime()
         pool = self.get_pool()
         coro = runtime.dispatch(pool, request) if runtime is not None else pool.agenerate(request)
-        return await asyncio.wait_for(coro, self.timeout) if self.timeout else await coro
+        if not self.timeout:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, self.timeout)  # cancels (aborts) the request
+        except TimeoutError as exc:
+            raise self._timeout_error(request) from exc
+
+    def _timeout_error(self, request: GenerationRequest) -> TimeoutError:
+        return TimeoutError(
+            f"HeliumChatModel call timed out after timeout={self.timeout:g} s ({request.num_prompt_tokens} prompt "
+            f"tokens, max_tokens={request.sampling.max_tokens}); its engine request was aborted. Raise timeout= "
+            "or lower max_tokens.")
 
     def _complete_sync(self, request: GenerationRequest) -> tuple[GenerationRequest, GenerationResult]:
         """Dispatch; a guided call that ``max_tokens`` cut off is retried once with bounded

@@ -418,10 +418,13 @@ class WorkerPool:
         return await self.engine_loop.arun(self._generate_on_loop(req, worker_id, retry_elsewhere))
 
     def generate(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
-                 *, worker_id: int | None = None) -> GenerationResult:
-        """Run one request to completion (blocking; from any thread but the engine loop's)."""
+                 *, worker_id: int | None = None, timeout_s: float | None = None) -> GenerationResult:
+        """Run one request to completion (blocking; from any thread but the engine loop's).
+
+        After ``timeout_s`` the request is aborted in its engine and ``TimeoutError`` raised.
+        """
         req = self._as_request(request, sampling)
-        return self.engine_loop.run(self._generate_on_loop(req, worker_id))
+        return self.engine_loop.run(self._generate_on_loop(req, worker_id), timeout_s=timeout_s)
 
     async def astream(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
                       *, worker_id: int | None = None) -> AsyncIterator[GenerationChunk]:

@@ -217,15 +217,20 @@ class Runtime:
         self.record_engine_result(result)
         return result
 
-    def dispatch_blocking(self, pool: Any, request: GenerationRequest) -> GenerationResult:
-        """:meth:`dispatch` for sync callers (blocks this thread; never call it on an event loop)."""
+    def dispatch_blocking(self, pool: Any, request: GenerationRequest, *,
+                          timeout_s: float | None = None) -> GenerationResult:
+        """:meth:`dispatch` for sync callers (blocks this thread; never call it on an event loop).
+
+        After ``timeout_s`` the request is cancelled (for a ``WorkerPool``: aborted in its
+        engine) and ``TimeoutError`` is raised.
+        """
         req, worker_id = self.prepare_request(request)
         sched = self._scheduling(pool)
         if sched is None:
-            result = pool.generate(req, worker_id=worker_id)
+            result = pool.generate(req, worker_id=worker_id, timeout_s=timeout_s)
         else:
             scheduler, options, ticket = sched
-            result = scheduler.generate(req, options=options, ticket=ticket)
+            result = scheduler.generate(req, options=options, ticket=ticket, timeout_s=timeout_s)
         self.record_engine_result(result)
         return result
 

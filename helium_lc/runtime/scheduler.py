@@ -227,10 +227,12 @@ class RuntimeScheduler:
                                                         ticket or RunTicket()))
 
     def generate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
-                 ticket: RunTicket | None = None) -> GenerationResult:
-        """Blocking ``agenerate`` (from any thread but the engine loop's)."""
+                 ticket: RunTicket | None = None, timeout_s: float | None = None) -> GenerationResult:
+        """Blocking ``agenerate`` (from any thread but the engine loop's); after ``timeout_s``
+        the request is cancelled (aborted in the engine) and ``TimeoutError`` raised."""
         pool = self._pool()
-        return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()))
+        return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()),
+                                    timeout_s=timeout_s)
 
     def row_done(self, ticket: RunTicket, row: int | None = None) -> None:
         """A run ended input ``row`` (None: all its rows); admits held rows. Any thread."""

@@ -159,3 +159,36 @@ def test_accelerated_run_sends_only_prompts_the_plain_run_would_send(fresh_pool,
         expected = fresh_pool.apply_chat_template([{"role": "user", "content": "Combine: " + " | ".join(row["answers"])}])
         assert tuple(expected) in set(sent)
     assert [r["question"] for r in accel] == [r["question"] for r in plain]
+
+
+def _wait_idle(pool, limit_s: float = 10.0) -> int:
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while pool.stats()["num_running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pool.stats()["num_running"]
+
+
+@pytest.mark.parametrize("entry", ["invoke", "batch", "ainvoke"])
+def test_timeout_fires_under_accelerate_for_sync_nodes_and_aborts_the_request(fresh_pool, entry):
+    import time
+
+    llm = HeliumChatModel(max_tokens=1500, timeout=1.0)
+
+    def count(state: MessagesState):
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    fast = accelerate(StateGraph(MessagesState).add_node("count", count).add_edge(START, "count").compile(),
+                      prompt_cache=False)
+    x = {"messages": [HumanMessage("Count from 1 to 2000, separated by commas.")]}
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"timed out after timeout=1 s .* aborted"):
+        if entry == "invoke":
+            fast.invoke(x)
+        elif entry == "batch":
+            fast.batch([x])
+        else:
+            asyncio.run(fast.ainvoke(x))
+    assert time.monotonic() - t0 < 8  # not the ~30 s that 1500 tokens take
+    assert _wait_idle(fresh_pool) == 0  # the engine request was aborted, not left running

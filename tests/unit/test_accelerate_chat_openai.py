@@ -72,3 +72,14 @@ def test_outside_the_accelerated_run_the_client_is_untouched(sim_pool):
     with pytest.raises(Exception) as info:
         asyncio.run(app.ainvoke({"topic": "x", "notes": []}))
     assert "connect" in repr(info.value).lower() or "resolve" in repr(info.value).lower()
+
+
+def test_astream_honours_route(sim_pool):
+    # Without the route the ChatOpenAI calls would go to a host that does not exist and fail.
+    fast = accelerate(build_app(), config=HeliumConfig(route={BASE_URL: sim_pool}, progress=False))
+
+    async def main():
+        return [c async for c in fast.astream({"topic": "rivers", "notes": []}, stream_mode="values")]
+
+    chunks = asyncio.run(main())
+    assert len(chunks[-1]["notes"]) == 2 and all(chunks[-1]["notes"])
