@@ -21,6 +21,8 @@ HELIUM_LC_MODEL = "HELIUM_LC_MODEL"
 HELIUM_LC_KV_CACHE_GIB = "HELIUM_LC_KV_CACHE_GIB"
 #: Number of workers of the shared default pool; default 1.
 HELIUM_LC_NUM_WORKERS = "HELIUM_LC_NUM_WORKERS"
+#: Log level of the vLLM engines helium_lc starts (debug/info/warning/error/critical); default error.
+HELIUM_LC_LOG_LEVEL = "HELIUM_LC_LOG_LEVEL"
 
 
 def cache_dir() -> Path:
@@ -70,6 +72,11 @@ def num_workers(default: int = 1) -> int:
 def get(name: str, default: str | None = None) -> str | None:
     """Read any variable (used for vLLM's own knobs, e.g. ``VLLM_CPU_OMP_THREADS_BIND``)."""
     return os.environ.get(name, default)
+
+
+def variables() -> "os._Environ[str]":
+    """The live environment mapping (read-only use)."""
+    return os.environ
 
 
 def set_var(name: str, value: str) -> None:

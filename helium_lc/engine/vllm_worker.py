@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Sequence
 
 from helium_lc import env
+from helium_lc.engine import logs
 from helium_lc.engine.types import (
     EngineError,
     GenerationChunk,
@@ -83,6 +84,8 @@ class VLLMWorkerConfig:
     requests by ``GenerationRequest.priority`` (lower first, ties in arrival order, so requests
     that all leave it at 0 are served first come first served) and, when KV blocks run out,
     preempts the lowest-priority running request; ``"fcfs"`` ignores priorities.
+    ``verbose`` logs the engine at INFO; by default it logs errors only
+    (see :mod:`helium_lc.engine.logs`, ``HELIUM_LC_LOG_LEVEL``).
     """
 
     kv_cache_gib: float = 0.5
@@ -96,6 +99,7 @@ class VLLMWorkerConfig:
     cpu_cores: str | None = None
     seed: int = 0
     scheduling_policy: str = "priority"
+    verbose: bool = False
     extra_engine_args: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -159,40 +163,46 @@ class VLLMWorker:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Create the engine (binding it to its CPU cores). Takes ~5-10 s on CPU."""
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
         cfg = self.config
-        kwargs: dict[str, Any] = dict(
-            model=str(self.model_path),
-            tokenizer=str(self.model_path),
-            dtype=cfg.dtype,
-            max_model_len=cfg.max_model_len,
-            max_num_seqs=cfg.max_num_seqs,
-            enforce_eager=cfg.enforce_eager,
-            enable_prefix_caching=cfg.enable_prefix_caching,
-            kv_cache_memory_bytes=cfg.kv_cache_bytes,
-            seed=cfg.seed,
-            scheduling_policy=cfg.scheduling_policy,
-            disable_log_stats=False,
-            **({"block_size": cfg.block_size} if cfg.block_size else {}),
-            **({"max_num_batched_tokens": cfg.max_num_batched_tokens} if cfg.max_num_batched_tokens else {}),
-        )
-        kwargs.update(cfg.extra_engine_args)  # the caller's engine_args win
-        args = AsyncEngineArgs(**kwargs)
         saved = env.snapshot()
-        if cfg.cpu_cores is not None:
-            env.set_var("VLLM_CPU_OMP_THREADS_BIND", cfg.cpu_cores)
+        log_settings = logs.engine_log_settings(cfg.verbose)
         try:
-            with _no_main_reimport():
-                self._engine = AsyncLLM.from_engine_args(args)
-        except Exception as exc:
-            raise EngineError(
-                f"Worker {self.worker_id}: vLLM could not start on {self.model_path} ({type(exc).__name__}: {exc}). "
-                "Check that the folder is a Hugging Face model vLLM supports and that kv_cache_gib fits in memory."
-            ) from exc
+            # vLLM reads these at import, and the engine processes inherit them
+            for name, value in log_settings.items():
+                env.set_var(name, value)
+            if cfg.cpu_cores is not None:
+                env.set_var("VLLM_CPU_OMP_THREADS_BIND", cfg.cpu_cores)
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+
+            logs.apply_in_process(log_settings["VLLM_LOGGING_LEVEL"])
+            kwargs: dict[str, Any] = dict(
+                model=str(self.model_path),
+                tokenizer=str(self.model_path),
+                dtype=cfg.dtype,
+                max_model_len=cfg.max_model_len,
+                max_num_seqs=cfg.max_num_seqs,
+                enforce_eager=cfg.enforce_eager,
+                enable_prefix_caching=cfg.enable_prefix_caching,
+                kv_cache_memory_bytes=cfg.kv_cache_bytes,
+                seed=cfg.seed,
+                scheduling_policy=cfg.scheduling_policy,
+                disable_log_stats=False,
+                use_tqdm_on_load=not logs.engine_loads_quietly(cfg.verbose),
+                **({"block_size": cfg.block_size} if cfg.block_size else {}),
+                **({"max_num_batched_tokens": cfg.max_num_batched_tokens} if cfg.max_num_batched_tokens else {}),
+            )
+            kwargs.update(cfg.extra_engine_args)  # the caller's engine_args win
+            try:
+                with _no_main_reimport():
+                    self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+            except Exception as exc:
+                raise EngineError(
+                    f"Worker {self.worker_id}: vLLM could not start on {self.model_path} ({type(exc).__name__}: {exc}). "
+                    "Check that the folder is a Hugging Face model vLLM supports and that kv_cache_gib fits in memory."
+                ) from exc
         finally:
-            env.restore(saved, _VLLM_ENV_LEAKS)
+            env.restore(saved, _VLLM_ENV_LEAKS + logs.SETTING_NAMES)
         cache_cfg = self._engine.vllm_config.cache_config
         self.block_size = int(cache_cfg.block_size)
         num_blocks = getattr(cache_cfg, "num_gpu_blocks", None) or 0
