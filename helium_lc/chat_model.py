@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from helium_lc.engine import chat_format, guided
 from helium_lc.engine.pool import WorkerPool, get_default_pool
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec
+from helium_lc.runtime import dispatch
 
 
 class HeliumChatModel(BaseChatModel):
@@ -169,25 +170,14 @@ class HeliumChatModel(BaseChatModel):
 
     # -- generation ---------------------------------------------------------------------------
     def _dispatch_sync(self, request: GenerationRequest) -> GenerationResult:
-        runtime = _current_runtime()
-        pool = self.get_pool()
-        if pool.engine_loop.on_loop():
-            raise RuntimeError("HeliumChatModel.invoke was called on the engine loop; use ainvoke there.")
         try:
-            if runtime is not None:
-                return runtime.dispatch_blocking(pool, request, timeout_s=self.timeout)
-            return pool.generate(request, timeout_s=self.timeout)
+            return dispatch.generate(self.get_pool(), request, timeout_s=self.timeout)
         except TimeoutError as exc:  # the engine request was cancelled (aborted) on the way out
             raise self._timeout_error(request) from exc
 
     async def _dispatch_async(self, request: GenerationRequest) -> GenerationResult:
-        runtime = _current_runtime()
-        pool = self.get_pool()
-        coro = runtime.dispatch(pool, request) if runtime is not None else pool.agenerate(request)
-        if not self.timeout:
-            return await coro
         try:
-            return await asyncio.wait_for(coro, self.timeout)  # cancels (aborts) the request
+            return await dispatch.agenerate(self.get_pool(), request, timeout_s=self.timeout)
         except TimeoutError as exc:
             raise self._timeout_error(request) from exc
 
@@ -249,28 +239,27 @@ class HeliumChatModel(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
-        if tools_bound or request.sampling.json_schema is not None or _current_runtime() is not None:
-            # Tool calls are parsed from the whole output, guided JSON may need a bounded retry
-            # (engine.guided), and runs under accelerate() go through the scheduler: one
-            # generation, delivered as a single content chunk plus the closing one.
+        if tools_bound or request.sampling.json_schema is not None:
+            # Tool calls are parsed from the whole output and guided JSON may need a bounded
+            # retry (engine.guided): one generation, sent as one content chunk plus the closing one.
             msg = self._to_message(*self._complete_sync(request), tools_bound, forced)
-            if msg.content:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg.content))
-                if run_manager:
-                    run_manager.on_llm_new_token(str(msg.content), chunk=chunk)
+            for chunk in self._whole_message_chunks(msg):
+                if run_manager and chunk.message.content:
+                    run_manager.on_llm_new_token(str(chunk.message.content), chunk=chunk)
                 yield chunk
-            yield self._closing_chunk(msg)
             return
         result = None
-        for piece in self.get_pool().stream(request):
-            if piece.result is not None:
-                result = piece.result
-                continue
-            if piece.text_delta:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.text_delta))
-                if run_manager:
-                    run_manager.on_llm_new_token(piece.text_delta, chunk=chunk)
-                yield chunk
+        try:
+            for piece in dispatch.stream(self.get_pool(), request, timeout_s=self.timeout):
+                if piece.result is not None:
+                    result = piece.result
+                if piece.text_delta:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.text_delta))
+                    if run_manager:
+                        run_manager.on_llm_new_token(piece.text_delta, chunk=chunk)
+                    yield chunk
+        except TimeoutError as exc:
+            raise self._timeout_error(request) from exc
         assert result is not None
         yield self._closing_chunk(self._to_message(request, result, False, False))
 
@@ -279,27 +268,32 @@ class HeliumChatModel(BaseChatModel):
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         forced = _forces_tool(kwargs)
         request, tools_bound = self.build_request(messages, stop, **kwargs)
-        if tools_bound or request.sampling.json_schema is not None or _current_runtime() is not None:
+        if tools_bound or request.sampling.json_schema is not None:
             msg = self._to_message(*await self._complete_async(request), tools_bound, forced)
-            if msg.content:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=msg.content))
-                if run_manager:
-                    await run_manager.on_llm_new_token(str(msg.content), chunk=chunk)
+            for chunk in self._whole_message_chunks(msg):
+                if run_manager and chunk.message.content:
+                    await run_manager.on_llm_new_token(str(chunk.message.content), chunk=chunk)
                 yield chunk
-            yield self._closing_chunk(msg)
             return
         result = None
-        async for piece in self.get_pool().astream(request):
-            if piece.result is not None:
-                result = piece.result
-                continue
-            if piece.text_delta:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.text_delta))
-                if run_manager:
-                    await run_manager.on_llm_new_token(piece.text_delta, chunk=chunk)
-                yield chunk
+        try:
+            async for piece in dispatch.astream(self.get_pool(), request, timeout_s=self.timeout):
+                if piece.result is not None:
+                    result = piece.result
+                if piece.text_delta:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.text_delta))
+                    if run_manager:
+                        await run_manager.on_llm_new_token(piece.text_delta, chunk=chunk)
+                    yield chunk
+        except TimeoutError as exc:
+            raise self._timeout_error(request) from exc
         assert result is not None
         yield self._closing_chunk(self._to_message(request, result, False, False))
+
+    def _whole_message_chunks(self, msg: AIMessage) -> list[ChatGenerationChunk]:
+        """A finished message as a stream: its content in one chunk (if any), then the closing chunk."""
+        first = [ChatGenerationChunk(message=AIMessageChunk(content=msg.content))] if msg.content else []
+        return first + [self._closing_chunk(msg)]
 
     # -- tools and structured output ------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
@@ -350,14 +344,6 @@ class HeliumChatModel(BaseChatModel):
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _current_runtime() -> Any:
-    try:
-        from helium_lc.runtime.context import current_runtime
-    except ImportError:  # pragma: no cover - runtime not built
-        return None
-    return current_runtime()
-
-
 def _usage(result: GenerationResult) -> UsageMetadata:
     return UsageMetadata(
         input_tokens=result.num_prompt_tokens, output_tokens=result.num_output_tokens,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from typing import Any, AsyncIterator, Callable, Coroutine, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -73,9 +74,14 @@ class EngineLoop:
             fut.cancel()
             raise
 
-    def iterate(self, make_iter: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
-        """Consume an async iterator that lives on the engine loop, from a sync thread."""
+    def iterate(self, make_iter: Callable[[], AsyncIterator[T]], timeout_s: float | None = None) -> Iterator[T]:
+        """Consume an async iterator that lives on the engine loop, from a sync thread.
+
+        ``timeout_s`` bounds the whole iteration: past it the iterator is cancelled on the loop
+        and ``TimeoutError`` raised.
+        """
         q: queue.Queue[Any] = queue.Queue()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
         async def pump() -> None:
             try:
@@ -89,7 +95,10 @@ class EngineLoop:
         fut = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         try:
             while True:
-                item = q.get()
+                try:
+                    item = q.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise TimeoutError(f"the stream did not finish within {timeout_s} s") from None
                 if item is _DONE:
                     break
                 if isinstance(item, _Raise):

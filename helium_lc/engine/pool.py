@@ -437,9 +437,10 @@ class WorkerPool:
             yield chunk
 
     def stream(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
-               *, worker_id: int | None = None) -> Iterator[GenerationChunk]:
+               *, worker_id: int | None = None, timeout_s: float | None = None) -> Iterator[GenerationChunk]:
+        """Blocking :meth:`astream`; after ``timeout_s`` the request is aborted and ``TimeoutError`` raised."""
         req = self._as_request(request, sampling)
-        yield from self.engine_loop.iterate(lambda: self._stream_on_loop(req, worker_id))
+        yield from self.engine_loop.iterate(lambda: self._stream_on_loop(req, worker_id), timeout_s=timeout_s)
 
     def warm(self, prefix_token_ids: Sequence[int], worker_ids: Sequence[int] | None = None) -> list[GenerationResult]:
         """Prefill ``prefix_token_ids`` on the given workers (default: all live ones)."""

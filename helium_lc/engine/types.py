@@ -38,6 +38,10 @@ class WorkerDiedError(EngineError):
     """The worker serving a request died; the pool restarts or removes it."""
 
 
+class StreamInterruptedError(WorkerDiedError):
+    """The worker died after part of a streamed output reached the caller (not retried)."""
+
+
 class PromptTooLongError(EngineError, ValueError):
     """The prompt (plus requested output) does not fit in the model's context."""
 

@@ -4,8 +4,9 @@
 ``POST /v1/chat/completions`` and ``GET /v1/models`` in-process: no server, no socket.
 ChatOpenAI keeps doing its own request building, tool-call parsing, structured output and
 SSE stream handling; only the bytes on the wire come from the pool. Inside a helium_lc
-runtime (``helium_lc.accelerate``) generation goes through ``runtime.dispatch`` like
-``HeliumChatModel`` calls do (cache, dedup, cache-aware scheduling).
+runtime (``helium_lc.accelerate``) generation goes through the run's scheduler
+(:mod:`helium_lc.runtime.dispatch`) like ``HeliumChatModel`` calls do, streamed token by
+token when the client streams.
 
 Three ways in:
 
@@ -36,9 +37,9 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import httpx
 
-from helium_lc import chat_model as _chat_model
 from helium_lc.engine.pool import WorkerPool, get_default_pool
 from helium_lc.engine.types import EngineError, GenerationRequest, GenerationResult
+from helium_lc.runtime import dispatch
 from helium_lc.integrations.openai_protocol import (
     AsyncSSE,
     ChatCall,
@@ -56,7 +57,7 @@ from helium_lc.integrations.openai_protocol import (
 )
 
 __all__ = ["HeliumTransport", "TransportConfig", "helium_chat_openai", "patch_chat_openai", "route_openai",
-           "HELIUM_BASE_URL"]
+           "is_routed", "HELIUM_BASE_URL"]
 
 log = logging.getLogger("helium_lc.openai")
 
@@ -65,11 +66,6 @@ HELIUM_BASE_URL = "http://helium.local/v1"
 _DUMMY_API_KEY = "helium-local"
 _ROUTES_HELP = ("helium_lc serves only POST /v1/chat/completions and GET /v1/models; "
                 "for ChatOpenAI pass use_responses_api=False.")
-
-
-def _current_runtime() -> Any:
-    """The active helium_lc runtime or None (looked up like ``HeliumChatModel`` does)."""
-    return _chat_model._current_runtime()
 
 
 def _failed(exc: Exception) -> httpx.Response:
@@ -81,9 +77,9 @@ def _failed(exc: Exception) -> httpx.Response:
 class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An httpx transport answering OpenAI chat-completion requests from a pool, in-process.
 
-    Sync clients generate with ``pool.generate``/``pool.stream``, async ones with
-    ``pool.agenerate``/``pool.astream``; under an active runtime both go through
-    ``runtime.dispatch(pool, request)`` (a stream is then one generation sent as one delta).
+    Requests go through :mod:`helium_lc.runtime.dispatch`: straight to the pool, or under an
+    active runtime through its scheduler; streamed requests stream token by token either way
+    (requests with tools are generated whole: tool calls are parsed from the whole output).
     Closing a client does not shut the pool down.
 
     Args:
@@ -145,26 +141,20 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _failed(exc)
 
     def _generate_sync(self, request: GenerationRequest) -> GenerationResult:
-        runtime = _current_runtime()
-        pool = self.pool
-        if runtime is None:
-            return pool.generate(request)
-        if pool.engine_loop.on_loop():
-            raise EngineError("A sync OpenAI client was used on the helium engine loop; use the async client there.")
-        return pool.engine_loop.run(runtime.dispatch(pool, request))
+        return dispatch.generate(self.pool, request)
 
     def _events_sync(self, call: ChatCall) -> Iterator[bytes]:
         writer = ChunkWriter(call)
         yield writer.first()
         try:
-            if call.tools_bound or _current_runtime() is not None:
+            if call.tools_bound:  # tool calls are parsed from the whole output
                 yield writer.finish(self._generate_sync(call.request), streamed_text=False)
                 return
             result = None
-            for piece in self.pool.stream(call.request):
+            for piece in dispatch.stream(self.pool, call.request):
                 if piece.result is not None:
                     result = piece.result
-                elif piece.text_delta:
+                if piece.text_delta:
                     yield writer.delta(piece.text_delta)
             if result is None:
                 raise EngineError(f"The stream of request {call.request.request_id} ended without a result.")
@@ -187,23 +177,20 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _failed(exc)
 
     async def _generate_async(self, request: GenerationRequest) -> GenerationResult:
-        runtime = _current_runtime()
-        if runtime is not None:
-            return await runtime.dispatch(self.pool, request)
-        return await self.pool.agenerate(request)
+        return await dispatch.agenerate(self.pool, request)
 
     async def _events_async(self, call: ChatCall) -> AsyncIterator[bytes]:
         writer = ChunkWriter(call)
         yield writer.first()
         try:
-            if call.tools_bound or _current_runtime() is not None:
+            if call.tools_bound:
                 yield writer.finish(await self._generate_async(call.request), streamed_text=False)
                 return
             result = None
-            async for piece in self.pool.astream(call.request):
+            async for piece in dispatch.astream(self.pool, call.request):
                 if piece.result is not None:
                     result = piece.result
-                elif piece.text_delta:
+                if piece.text_delta:
                     yield writer.delta(piece.text_delta)
             if result is None:
                 raise EngineError(f"The stream of request {call.request.request_id} ended without a result.")
@@ -362,6 +349,16 @@ def _point(model: Any) -> bool:
                 clients.install(model)
             return True
     return False
+
+
+def is_routed(model: Any) -> bool:
+    """Whether ``model``'s requests are served by a helium_lc transport: patched for good, or
+    matched by an active :func:`route_openai` (which points it on its next call)."""
+    client = getattr(model, "root_client", None)
+    if isinstance(getattr(getattr(client, "_client", None), "_transport", None), HeliumTransport):
+        return True
+    with _routes_lock:
+        return any(route.match(model) is not None for route in _active_routes)
 
 
 def _hook(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -36,12 +36,12 @@ import contextvars
 import dataclasses
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 from helium_lc.cache.prompt_cache import PromptCache
 from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
-from helium_lc.engine.types import GenerationRequest, GenerationResult, RequestOrigin
+from helium_lc.engine.types import GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin
 from helium_lc.runtime.stats import RunStats, StatsRecorder
 
 __all__ = ["Runtime", "current_runtime", "current_row", "current_origin", "activate", "call_origin_scope"]
@@ -233,6 +233,36 @@ class Runtime:
             result = scheduler.generate(req, options=options, ticket=ticket, timeout_s=timeout_s)
         self.record_engine_result(result)
         return result
+
+    async def dispatch_stream(self, pool: Any, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """:meth:`dispatch`, streamed: text deltas as the engine decodes them, the result last."""
+        req, worker_id = self.prepare_request(request)
+        sched = self._scheduling(pool)
+        if sched is None:
+            pieces = pool.astream(req, worker_id=worker_id)
+        else:
+            scheduler, options, ticket = sched
+            pieces = scheduler.astream(req, options=options, ticket=ticket)
+        async for piece in pieces:
+            if piece.result is not None:
+                self.record_engine_result(piece.result)
+            yield piece
+
+    def dispatch_stream_blocking(self, pool: Any, request: GenerationRequest, *,
+                                 timeout_s: float | None = None) -> Iterator[GenerationChunk]:
+        """:meth:`dispatch_stream` for sync callers (never on an event loop); ``timeout_s`` as
+        in :meth:`dispatch_blocking`."""
+        req, worker_id = self.prepare_request(request)
+        sched = self._scheduling(pool)
+        if sched is None:
+            pieces = pool.stream(req, worker_id=worker_id, timeout_s=timeout_s)
+        else:
+            scheduler, options, ticket = sched
+            pieces = scheduler.stream(req, options=options, ticket=ticket, timeout_s=timeout_s)
+        for piece in pieces:
+            if piece.result is not None:
+                self.record_engine_result(piece.result)
+            yield piece
 
     def record_engine_result(self, result: GenerationResult) -> None:
         """Count one finished engine request (prompt and KV-cached prompt tokens)."""

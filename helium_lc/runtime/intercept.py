@@ -58,14 +58,12 @@ _warned_routes: set[str] = set()
 
 
 def _is_routed(model: Any) -> bool:
-    """Whether an OpenAI client's HTTP transport already points at a helium_lc pool."""
+    """Whether an OpenAI client's requests are served by a helium_lc transport."""
     try:
-        from helium_lc.integrations.openai_transport import HeliumTransport
+        from helium_lc.integrations.openai_transport import is_routed
     except ImportError:  # pragma: no cover - langchain-openai/httpx missing
         return False
-    client = getattr(model, "root_async_client", None) or getattr(model, "root_client", None)
-    inner = getattr(client, "_client", None)
-    return isinstance(getattr(inner, "_transport", None), HeliumTransport)
+    return is_routed(model)
 
 
 def set_route_handler(handler: RouteHandler | None) -> None:

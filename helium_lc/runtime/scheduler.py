@@ -52,9 +52,10 @@ import time
 import weakref
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
-from typing import Any, Hashable
+from typing import Any, AsyncIterator, Callable, Hashable, Iterator
 
-from helium_lc.engine.types import GenerationRequest, GenerationResult, RequestOrigin, WorkerDiedError
+from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
+                                   StreamInterruptedError, WorkerDiedError)
 from helium_lc.runtime.sched_model import (RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
                                            choose_warm_prefixes, row_footprints, template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
@@ -234,6 +235,27 @@ class RuntimeScheduler:
         return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()),
                                     timeout_s=timeout_s)
 
+    async def astream(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
+                      ticket: RunTicket | None = None) -> AsyncIterator[GenerationChunk]:
+        """Schedule one request like :meth:`agenerate` and stream its output as it is decoded.
+
+        The chunks carry text deltas; the last one carries the result. Leaving the iteration
+        early aborts the engine request. A worker that dies before the first chunk is
+        re-planned like any request; one that dies mid-stream raises ``WorkerDiedError``.
+        """
+        pool = self._pool()
+        make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket or RunTicket())  # noqa: E731
+        async for chunk in pool.engine_loop.aiterate(make):
+            yield chunk
+
+    def stream(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
+               ticket: RunTicket | None = None, timeout_s: float | None = None) -> Iterator[GenerationChunk]:
+        """Blocking :meth:`astream` (from any thread but the engine loop's); after ``timeout_s``
+        the request is aborted and ``TimeoutError`` raised."""
+        pool = self._pool()
+        make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket or RunTicket())  # noqa: E731
+        yield from pool.engine_loop.iterate(make, timeout_s=timeout_s)
+
     def row_done(self, ticket: RunTicket, row: int | None = None) -> None:
         """A run ended input ``row`` (None: all its rows); admits held rows. Any thread."""
         pool = self._pool_ref()
@@ -279,8 +301,45 @@ class RuntimeScheduler:
             raise RuntimeError("The WorkerPool of this scheduler was garbage-collected; keep a reference to it.")
         return pool
 
+    async def _stream_on_loop(self, request: GenerationRequest, options: ScheduleOptions,
+                              ticket: RunTicket) -> AsyncIterator[GenerationChunk]:
+        chunks: asyncio.Queue[GenerationChunk | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self._submit(request, options, ticket, on_chunk=chunks.put_nowait))
+        task.add_done_callback(lambda _: chunks.put_nowait(None))
+        try:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+            result = task.result()
+            yield GenerationChunk(request.request_id, "", (), result=result)
+        finally:
+            task.cancel()  # the consumer left early: abort the engine request
+
+    async def _run_placed(self, pool: Any, request: GenerationRequest, worker_id: int,
+                          on_chunk: Callable[[GenerationChunk], None] | None) -> GenerationResult:
+        """Send a placed request to its worker, whole or streamed to ``on_chunk``."""
+        if on_chunk is None:
+            return await pool.agenerate(request, worker_id=worker_id, retry_elsewhere=False)
+        result: GenerationResult | None = None
+        streamed = 0
+        try:
+            async for piece in pool.astream(request, worker_id=worker_id):
+                if piece.result is not None:
+                    result = piece.result
+                if piece.text_delta or piece.token_ids_delta:
+                    streamed += 1
+                    on_chunk(replace(piece, result=None))  # the result comes once, last
+        except WorkerDiedError as exc:
+            if streamed:  # text already reached the caller: a re-run could not be spliced onto it
+                raise StreamInterruptedError(f"{exc} It died after {streamed} streamed chunks of request "
+                                             f"{request.request_id}, so the call was not retried.") from exc
+            raise
+        if result is None:
+            raise WorkerDiedError(f"The stream of request {request.request_id} ended without a result.")
+        return result
+
     async def _submit(self, request: GenerationRequest, options: ScheduleOptions,
-                      ticket: RunTicket) -> GenerationResult:
+                      ticket: RunTicket, on_chunk: Callable[[GenerationChunk], None] | None = None
+                      ) -> GenerationResult:
         loop = asyncio.get_running_loop()
         pool = self._pool()
         origin = request.origin or RequestOrigin()
@@ -299,8 +358,10 @@ class RuntimeScheduler:
             self._unadmitted[placed.worker_id] -= 1
             self._in_flight += 1
             try:
-                result = await pool.agenerate(replace(request, priority=placed.priority),
-                                              worker_id=placed.worker_id, retry_elsewhere=False)
+                result = await self._run_placed(pool, replace(request, priority=placed.priority),
+                                                placed.worker_id, on_chunk)
+            except StreamInterruptedError:
+                raise
             except WorkerDiedError as exc:
                 last_exc = exc
                 if not pool.is_alive(placed.worker_id):

@@ -104,6 +104,53 @@ def test_tokens_stream_inside_a_langgraph_graph(fresh_pool):
     assert text.strip() and final.usage_metadata["output_tokens"] >= 1
 
 
+@pytest.mark.parametrize("sync", [True, False])
+def test_tokens_stream_from_an_accelerated_graph_in_messages_mode(fresh_pool, sync):
+    llm = HeliumChatModel(max_tokens=12)
+
+    def chat(state: MessagesState):
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    async def achat(state: MessagesState):
+        return {"messages": [await llm.ainvoke(state["messages"])]}
+
+    app = StateGraph(MessagesState).add_node("chat", chat if sync else achat).add_edge(START, "chat").compile()
+    fast = accelerate(app, prompt_cache=False)
+    x = {"messages": [HumanMessage("Count to five.")]}
+    if sync:
+        events = list(fast.stream(x, stream_mode=["messages", "values"]))
+    else:
+        async def collect():
+            return [e async for e in fast.astream(x, stream_mode=["messages", "values"])]
+        events = asyncio.run(collect())
+    chunks = [m for mode, (m, meta) in (e for e in events if e[0] == "messages") if m.content]
+    final = [v for mode, v in events if mode == "values"][-1]["messages"][-1]
+    assert len(chunks) >= 3 and all(isinstance(c, AIMessageChunk) for c in chunks)  # per token, not one
+    assert "".join(str(c.content) for c in chunks) == final.content
+    assert final.usage_metadata["output_tokens"] == 12 or final.response_metadata["finish_reason"] == "stop"
+    stats = fast.last_run_stats()
+    assert stats.num_engine_requests == 1 and stats.num_llm_calls_sent == 1  # through the scheduler
+
+
+def test_stream_timeout_under_accelerate_aborts_the_request(fresh_pool):
+    import time
+
+    llm = HeliumChatModel(max_tokens=1500, timeout=1.0)
+
+    def count(state: MessagesState):
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    fast = accelerate(StateGraph(MessagesState).add_node("count", count).add_edge(START, "count").compile(),
+                      prompt_cache=False)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"timed out after timeout=1 s"):
+        for _ in fast.stream({"messages": [HumanMessage("Count from 1 to 2000, separated by commas.")]},
+                             stream_mode="messages"):
+            pass
+    assert time.monotonic() - t0 < 8
+    assert _wait_idle(fresh_pool) == 0
+
+
 class RS(TypedDict):
     question: str
     answers: list[str]

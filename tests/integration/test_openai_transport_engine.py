@@ -51,3 +51,34 @@ def test_two_node_graph_runs_on_the_pool(fresh_pool) -> None:
     assert out2["answer"] == out["answer"]  # greedy decoding: same text
     assert out2["summary"].strip()
     assert fresh_pool.stats()["num_cached_prompt_tokens"] > 0
+
+
+def test_routed_chat_openai_streams_tokens_under_accelerate(fresh_pool) -> None:
+    from langchain_core.messages import AIMessageChunk
+    from langchain_openai import ChatOpenAI
+
+    from helium_lc import accelerate
+
+    llm = ChatOpenAI(base_url="http://my-vllm:8000/v1", api_key="x", model="m", max_tokens=12, temperature=0,
+                     max_retries=0, stream_usage=True)
+    app = build_app(llm)
+    fast = accelerate(app, route={"http://my-vllm:8000/v1": fresh_pool}, prompt_cache=False)
+    events = list(fast.stream({"question": "What is the capital of France?"}, stream_mode=["messages", "values"]))
+    answer_chunks = [m for mode, (m, meta) in (e for e in events if e[0] == "messages")
+                     if meta["langgraph_node"] == "answer" and isinstance(m, AIMessageChunk) and m.content]
+    final = [v for mode, v in events if mode == "values"][-1]
+    assert len(answer_chunks) >= 3  # token by token through the in-process front end
+    assert "".join(str(c.content) for c in answer_chunks) == final["answer"]
+    assert fast.last_run_stats().num_engine_requests == 2
+
+
+def test_no_false_warning_that_a_routed_client_is_not_served(fresh_pool, caplog) -> None:
+    from langchain_openai import ChatOpenAI
+
+    from helium_lc import accelerate
+
+    llm = ChatOpenAI(base_url="http://my-vllm:8001/v1", api_key="x", model="m", max_tokens=4, temperature=0,
+                     max_retries=0, stream_usage=True)
+    with caplog.at_level("WARNING", logger="helium_lc"):
+        accelerate(build_app(llm), route={"http://my-vllm:8001/v1": fresh_pool}).invoke({"question": "Hi"})
+    assert "no HTTP transport" not in caplog.text

@@ -296,26 +296,21 @@ def test_engine_errors_are_500s(pool: WorkerPool, worker: ScriptedWorker) -> Non
         list(helium_chat_openai(pool, max_tokens=8).stream("Hi"))
 
 
-class RecordingRuntime:
-    """Stands in for the helium_lc runtime: records dispatches, then generates on the pool."""
+def test_generation_goes_through_an_active_runtime_and_streams_per_token(pool: WorkerPool) -> None:
+    from helium_lc.cache import MemoryPromptCache, SingleFlight
+    from helium_lc.config import HeliumConfig
+    from helium_lc.runtime.context import Runtime, activate
 
-    def __init__(self) -> None:
-        self.dispatched: list[GenerationRequest] = []
-
-    async def dispatch(self, pool: WorkerPool, request: GenerationRequest) -> GenerationResult:
-        self.dispatched.append(request)
-        return await pool.agenerate(request)
-
-
-def test_generation_goes_through_an_active_runtime(pool: WorkerPool, monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = RecordingRuntime()
-    monkeypatch.setattr("helium_lc.chat_model._current_runtime", lambda: runtime)
+    rt = Runtime(HeliumConfig(), MemoryPromptCache(), SingleFlight())
     llm = helium_chat_openai(pool, max_tokens=16)
-    # Sync invoke, async invoke and a stream: three dispatches, the stream as one delta.
-    assert llm.invoke("Hi").content == PLAIN_ANSWER
-    assert asyncio.run(llm.ainvoke("Hi")).content == PLAIN_ANSWER
-    assert [c.content for c in llm.stream("Hi") if c.content] == [PLAIN_ANSWER]
-    assert len(runtime.dispatched) == 3
+    with activate(rt):
+        # Sync invoke, async invoke and a stream: three engine requests through the run's scheduler.
+        assert llm.invoke("Hi").content == PLAIN_ANSWER
+        assert asyncio.run(llm.ainvoke("Hi")).content == PLAIN_ANSWER
+        pieces = [c.content for c in llm.stream("Hi") if c.content]
+    assert len(pieces) > 1 and "".join(pieces) == PLAIN_ANSWER  # token by token, not one delta
+    assert rt.stats(num_rows=1, num_failed_rows=0).num_engine_requests == 3
+    assert len(rt.schedulers) == 1  # they went through the pool's RuntimeScheduler
 
 
 def test_route_openai_rewires_matching_instances_and_restores_them(pool: WorkerPool) -> None:
