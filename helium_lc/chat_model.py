@@ -102,12 +102,22 @@ class HeliumChatModel(BaseChatModel):
         return {"model_name": self.model_name or "default", **self.default_sampling().__dict__}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        """LangSmith's fields: provider ``helium_lc``, the served model's name (the model folder's
+        name once the pool has started), and the temperature/max_tokens/stop this call uses."""
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "helium_lc"
-        params["ls_model_name"] = kwargs.get("model") or self.model_name or "default"
-        params["ls_temperature"] = self.temperature
-        params["ls_max_tokens"] = self.max_tokens
+        params["ls_model_name"] = kwargs.get("model") or self.model_name or self._started_model_name()
+        params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
+        if stop or self.stop:
+            params["ls_stop"] = list(stop or self.stop or [])
         return params
+
+    def _started_model_name(self) -> str:
+        """The model folder's name when the pool is already started (tracing never starts one)."""
+        pool = self.pool
+        path = getattr(pool, "model_path", None) if pool is not None and pool.started else None
+        return path.name if path is not None else "default"
 
     # -- request building -----------------------------------------------------------------------
     def default_sampling(self, stop: Sequence[str] | None = None, json_schema: Any = None, **overrides: Any) -> SamplingSpec:

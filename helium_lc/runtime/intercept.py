@@ -123,13 +123,27 @@ def _freeze(result: ChatResult) -> str:
     return encode_value(result)
 
 
-def _serve(model: BaseChatModel, snapshot: str, run_manager: Any, kwargs: Mapping[str, Any]) -> ChatResult:
-    """A fresh copy of a cached/shared result, with ids for this call's run."""
+#: ``response_metadata`` key of a served (not computed) message: ``{"served_from": ...}``.
+SERVED_KEY = "helium_lc"
+
+
+def _serve(model: BaseChatModel, snapshot: str, run_manager: Any, kwargs: Mapping[str, Any],
+           served_from: str) -> ChatResult:
+    """A fresh copy of a cached/shared result, with ids for this call's run.
+
+    It is marked for tracing the way langchain-core marks its own cache hits (``total_cost``
+    0 in ``usage_metadata``), and says where it came from: ``response_metadata["helium_lc"]
+    == {"served_from": "prompt_cache" | "dedup"}``.
+    """
+    from langchain_core.messages import AIMessage
     from langchain_core.utils.utils import LC_ID_PREFIX
 
     result: ChatResult = decode_value(snapshot)
     for idx, gen in enumerate(result.generations):
         gen.message.id = f"{LC_ID_PREFIX}-{run_manager.run_id}-{idx}" if run_manager else None
+        gen.message.response_metadata = {**gen.message.response_metadata, SERVED_KEY: {"served_from": served_from}}
+        if isinstance(gen.message, AIMessage) and gen.message.usage_metadata is not None:
+            gen.message.usage_metadata = {**gen.message.usage_metadata, "total_cost": 0}  # type: ignore[typeddict-unknown-key]
     replay = getattr(model, "_replay_v2_events_for_cache_hit", None)
     if replay is not None and run_manager is not None and not _is_async_manager(run_manager):
         replay(result.generations, run_manager=run_manager, **kwargs)
@@ -214,7 +228,7 @@ def _intercept_sync(orig: Callable[..., ChatResult], model: BaseChatModel, messa
     call = _Call(rt, model, messages, stop, run_manager, kwargs)
     with call_origin_scope(call.origin) as scope:
         if (hit := call.cached()) is not None:
-            return _serve(model, hit, run_manager, kwargs)
+            return _serve(model, hit, run_manager, kwargs, "prompt_cache")
         own: list[ChatResult] = []
 
         def compute() -> str | None:
@@ -231,7 +245,7 @@ def _intercept_sync(orig: Callable[..., ChatResult], model: BaseChatModel, messa
             compute()
             return own[0]
         rt.recorder.add(num_dedup_hits=1)
-        return _serve(model, snapshot, run_manager, kwargs)
+        return _serve(model, snapshot, run_manager, kwargs, "dedup")
 
 
 async def _intercept_async(orig: Callable[..., Awaitable[ChatResult]], model: BaseChatModel,
@@ -240,7 +254,7 @@ async def _intercept_async(orig: Callable[..., Awaitable[ChatResult]], model: Ba
     call = _Call(rt, model, messages, stop, run_manager, kwargs)
     with call_origin_scope(call.origin) as scope:
         if (hit := call.cached()) is not None:
-            result = _serve(model, hit, run_manager, kwargs)
+            result = _serve(model, hit, run_manager, kwargs, "prompt_cache")
             areplay = getattr(model, "_areplay_v2_events_for_cache_hit", None)
             if areplay is not None and run_manager is not None:
                 await areplay(result.generations, run_manager=run_manager, **kwargs)
@@ -261,7 +275,7 @@ async def _intercept_async(orig: Callable[..., Awaitable[ChatResult]], model: Ba
             await compute()
             return own[0]
         rt.recorder.add(num_dedup_hits=1)
-        result = _serve(model, snapshot, run_manager, kwargs)
+        result = _serve(model, snapshot, run_manager, kwargs, "dedup")
         areplay = getattr(model, "_areplay_v2_events_for_cache_hit", None)
         if areplay is not None and run_manager is not None:
             await areplay(result.generations, run_manager=run_manager, **kwargs)

@@ -117,3 +117,23 @@ def test_resolve_route_by_base_url_then_model_name() -> None:
     assert resolve_route(Client(), {"m": 1}) == ("m", 1)
     assert resolve_route(Client(), {"m": 1, "http://localhost:8000/v1/": 2}) == ("http://localhost:8000/v1/", 2)
     assert resolve_route(Client(), {}) is None
+
+
+def test_cache_and_dedup_hits_are_marked_for_tracing_and_cost_zero() -> None:
+    model = DeterministicChatModel(latency_s=0.2)
+    msgs: list[Any] = []
+
+    def ask(state: S) -> dict[str, Any]:
+        msgs.append(model.invoke(state["q"]))
+        return {"a": "ok"}
+    fast = accelerate(StateGraph(S).add_node("ask", ask).add_edge(START, "ask").compile())
+    fast.batch([{"q": "p"}, {"q": "p"}])  # one computed, one joined in flight
+    fast.invoke({"q": "p"})  # served from the prompt cache
+    served = [m.response_metadata.get("helium_lc", {}).get("served_from") for m in msgs]
+    assert sorted(served, key=str) == [None, "dedup", "prompt_cache"]
+    computed = msgs[served.index(None)]
+    assert "total_cost" not in computed.usage_metadata
+    for m in msgs:
+        if m is not computed:
+            assert m.usage_metadata["total_cost"] == 0  # langchain-core's mark for cache hits
+            assert m.usage_metadata["input_tokens"] == computed.usage_metadata["input_tokens"]
