@@ -247,6 +247,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         return route_openai(dict(self.config.route))
 
     def _finish(self, rt: Runtime, num_rows: int, num_failed_rows: int) -> None:
+        rt.cancel_scope.cancel()  # threads of a cancelled or failed run stop waiting; their requests abort
         rt.row_finished(None)
         stats = rt.stats(num_rows=num_rows, num_failed_rows=num_failed_rows)
         with self._stats_lock:

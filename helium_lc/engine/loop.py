@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 import time
@@ -51,17 +52,27 @@ class EngineLoop:
         """True when called from the engine loop's own thread."""
         return threading.current_thread() is self._thread
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
-        """Run ``coro`` on the engine loop and wait for it from a *different* thread."""
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None,
+            cancel_scope: "CancelScope | None" = None) -> T:
+        """Run ``coro`` on the engine loop and wait for it from a *different* thread.
+
+        After ``timeout_s`` (or when ``cancel_scope`` is cancelled) the coroutine is cancelled
+        and ``TimeoutError`` (``concurrent.futures.CancelledError``) raised.
+        """
         if self.on_loop():
             coro.close()
             raise RuntimeError("EngineLoop.run() called from the engine loop itself; await the coroutine instead.")
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if cancel_scope is not None:
+            cancel_scope.add(fut)
         try:
             return fut.result(timeout_s)
         except BaseException:
             fut.cancel()
             raise
+        finally:
+            if cancel_scope is not None:
+                cancel_scope.discard(fut)
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the engine loop from any event loop (cancellation propagates)."""
@@ -74,7 +85,8 @@ class EngineLoop:
             fut.cancel()
             raise
 
-    def iterate(self, make_iter: Callable[[], AsyncIterator[T]], timeout_s: float | None = None) -> Iterator[T]:
+    def iterate(self, make_iter: Callable[[], AsyncIterator[T]], timeout_s: float | None = None,
+                cancel_scope: "CancelScope | None" = None) -> Iterator[T]:
         """Consume an async iterator that lives on the engine loop, from a sync thread.
 
         ``timeout_s`` bounds the whole iteration: past it the iterator is cancelled on the loop
@@ -93,6 +105,9 @@ class EngineLoop:
                 q.put(_DONE)
 
         fut = asyncio.run_coroutine_threadsafe(pump(), self.loop)
+        if cancel_scope is not None:
+            cancel_scope.add(fut)
+            fut.add_done_callback(lambda f: q.put(_Raise(concurrent.futures.CancelledError())) if f.cancelled() else None)
         try:
             while True:
                 try:
@@ -106,6 +121,8 @@ class EngineLoop:
                 yield item
         finally:
             fut.cancel()
+            if cancel_scope is not None:
+                cancel_scope.discard(fut)
 
     async def aiterate(self, make_iter: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
         """Consume an async iterator that lives on the engine loop, from another event loop."""
@@ -160,6 +177,43 @@ class EngineLoop:
             self._thread.join(10)
         if not self.loop.is_running():
             self.loop.close()
+
+
+class CancelScope:
+    """Futures of blocking calls that one owner (e.g. an accelerated run) can cancel together.
+
+    A sync node blocks its thread in :meth:`EngineLoop.run`; cancelling the asyncio task of the
+    run does not reach that thread. The run's scope does: :meth:`cancel` cancels every
+    registered engine-loop future (which aborts its engine request) and every one registered
+    later.
+
+    Example:
+        >>> scope = CancelScope(); scope.cancel(); scope.cancelled
+        True
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: set[concurrent.futures.Future[Any]] = set()
+        self.cancelled = False
+
+    def add(self, fut: "concurrent.futures.Future[Any]") -> None:
+        with self._lock:
+            if not self.cancelled:
+                self._futures.add(fut)
+                return
+        fut.cancel()
+
+    def discard(self, fut: "concurrent.futures.Future[Any]") -> None:
+        with self._lock:
+            self._futures.discard(fut)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            futures, self._futures = self._futures, set()
+        for fut in futures:
+            fut.cancel()
 
 
 class _Raise:

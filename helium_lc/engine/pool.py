@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from helium_lc import env
 from helium_lc.engine import lifecycle
-from helium_lc.engine.loop import EngineLoop
+from helium_lc.engine.loop import CancelScope, EngineLoop
 from helium_lc.engine.types import (
     EngineError,
     GenerationChunk,
@@ -421,13 +421,16 @@ class WorkerPool:
         return await self.engine_loop.arun(self._generate_on_loop(req, worker_id, retry_elsewhere))
 
     def generate(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
-                 *, worker_id: int | None = None, timeout_s: float | None = None) -> GenerationResult:
+                 *, worker_id: int | None = None, timeout_s: float | None = None,
+                 cancel_scope: CancelScope | None = None) -> GenerationResult:
         """Run one request to completion (blocking; from any thread but the engine loop's).
 
-        After ``timeout_s`` the request is aborted in its engine and ``TimeoutError`` raised.
+        After ``timeout_s`` the request is aborted in its engine and ``TimeoutError`` raised;
+        cancelling ``cancel_scope`` aborts it too.
         """
         req = self._as_request(request, sampling)
-        return self.engine_loop.run(self._generate_on_loop(req, worker_id), timeout_s=timeout_s)
+        return self.engine_loop.run(self._generate_on_loop(req, worker_id), timeout_s=timeout_s,
+                                    cancel_scope=cancel_scope)
 
     async def astream(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
                       *, worker_id: int | None = None) -> AsyncIterator[GenerationChunk]:
@@ -437,10 +440,12 @@ class WorkerPool:
             yield chunk
 
     def stream(self, request: GenerationRequest | Sequence[int], sampling: SamplingSpec | None = None,
-               *, worker_id: int | None = None, timeout_s: float | None = None) -> Iterator[GenerationChunk]:
+               *, worker_id: int | None = None, timeout_s: float | None = None,
+               cancel_scope: CancelScope | None = None) -> Iterator[GenerationChunk]:
         """Blocking :meth:`astream`; after ``timeout_s`` the request is aborted and ``TimeoutError`` raised."""
         req = self._as_request(request, sampling)
-        yield from self.engine_loop.iterate(lambda: self._stream_on_loop(req, worker_id), timeout_s=timeout_s)
+        yield from self.engine_loop.iterate(lambda: self._stream_on_loop(req, worker_id), timeout_s=timeout_s,
+                                            cancel_scope=cancel_scope)
 
     def warm(self, prefix_token_ids: Sequence[int], worker_ids: Sequence[int] | None = None) -> list[GenerationResult]:
         """Prefill ``prefix_token_ids`` on the given workers (default: all live ones)."""

@@ -41,6 +41,7 @@ from typing import Any, AsyncIterator, Iterator, Mapping
 from helium_lc.cache.prompt_cache import PromptCache
 from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
+from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin
 from helium_lc.runtime.stats import RunStats, StatsRecorder
 
@@ -135,6 +136,9 @@ class Runtime:
         #: Set by ``abatch`` before any call: it reports every row's end (``row_finished``), which
         #: lets row-major policies admit input rows as the KV cache allows.
         self.signals_rows = False
+        #: Blocking engine calls of this run (sync nodes' threads); cancelled when the run ends,
+        #: so a cancelled or failed run leaves no engine request running.
+        self.cancel_scope = CancelScope()
 
     # -- origins --------------------------------------------------------------------------------
     def begin_call(self, metadata: Mapping[str, Any] | None = None) -> RequestOrigin:
@@ -227,10 +231,11 @@ class Runtime:
         req, worker_id = self.prepare_request(request)
         sched = self._scheduling(pool)
         if sched is None:
-            result = pool.generate(req, worker_id=worker_id, timeout_s=timeout_s)
+            result = pool.generate(req, worker_id=worker_id, timeout_s=timeout_s, cancel_scope=self.cancel_scope)
         else:
             scheduler, options, ticket = sched
-            result = scheduler.generate(req, options=options, ticket=ticket, timeout_s=timeout_s)
+            result = scheduler.generate(req, options=options, ticket=ticket, timeout_s=timeout_s,
+                                        cancel_scope=self.cancel_scope)
         self.record_engine_result(result)
         return result
 
@@ -255,10 +260,11 @@ class Runtime:
         req, worker_id = self.prepare_request(request)
         sched = self._scheduling(pool)
         if sched is None:
-            pieces = pool.stream(req, worker_id=worker_id, timeout_s=timeout_s)
+            pieces = pool.stream(req, worker_id=worker_id, timeout_s=timeout_s, cancel_scope=self.cancel_scope)
         else:
             scheduler, options, ticket = sched
-            pieces = scheduler.stream(req, options=options, ticket=ticket, timeout_s=timeout_s)
+            pieces = scheduler.stream(req, options=options, ticket=ticket, timeout_s=timeout_s,
+                                      cancel_scope=self.cancel_scope)
         for piece in pieces:
             if piece.result is not None:
                 self.record_engine_result(piece.result)

@@ -54,6 +54,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable, Hashable, Iterator
 
+from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
                                    StreamInterruptedError, WorkerDiedError)
 from helium_lc.runtime.sched_model import (RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
@@ -228,12 +229,14 @@ class RuntimeScheduler:
                                                         ticket or RunTicket()))
 
     def generate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
-                 ticket: RunTicket | None = None, timeout_s: float | None = None) -> GenerationResult:
+                 ticket: RunTicket | None = None, timeout_s: float | None = None,
+                 cancel_scope: CancelScope | None = None) -> GenerationResult:
         """Blocking ``agenerate`` (from any thread but the engine loop's); after ``timeout_s``
-        the request is cancelled (aborted in the engine) and ``TimeoutError`` raised."""
+        the request is cancelled (aborted in the engine) and ``TimeoutError`` raised; cancelling
+        ``cancel_scope`` cancels it too."""
         pool = self._pool()
         return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()),
-                                    timeout_s=timeout_s)
+                                    timeout_s=timeout_s, cancel_scope=cancel_scope)
 
     async def astream(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
                       ticket: RunTicket | None = None) -> AsyncIterator[GenerationChunk]:
@@ -249,12 +252,13 @@ class RuntimeScheduler:
             yield chunk
 
     def stream(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
-               ticket: RunTicket | None = None, timeout_s: float | None = None) -> Iterator[GenerationChunk]:
+               ticket: RunTicket | None = None, timeout_s: float | None = None,
+               cancel_scope: CancelScope | None = None) -> Iterator[GenerationChunk]:
         """Blocking :meth:`astream` (from any thread but the engine loop's); after ``timeout_s``
         the request is aborted and ``TimeoutError`` raised."""
         pool = self._pool()
         make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket or RunTicket())  # noqa: E731
-        yield from pool.engine_loop.iterate(make, timeout_s=timeout_s)
+        yield from pool.engine_loop.iterate(make, timeout_s=timeout_s, cancel_scope=cancel_scope)
 
     def row_done(self, ticket: RunTicket, row: int | None = None) -> None:
         """A run ended input ``row`` (None: all its rows); admits held rows. Any thread."""

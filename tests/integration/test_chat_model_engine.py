@@ -239,3 +239,28 @@ def test_timeout_fires_under_accelerate_for_sync_nodes_and_aborts_the_request(fr
             asyncio.run(fast.ainvoke(x))
     assert time.monotonic() - t0 < 8  # not the ~30 s that 1500 tokens take
     assert _wait_idle(fresh_pool) == 0  # the engine request was aborted, not left running
+
+
+@pytest.mark.parametrize("mode", ["whole", "stream"])
+def test_cancelling_ainvoke_of_a_sync_node_aborts_its_engine_request(fresh_pool, mode):
+    llm = HeliumChatModel(max_tokens=1500)
+
+    def count(state: MessagesState):
+        if mode == "stream":
+            return {"messages": [sum(llm.stream(state["messages"]), start=AIMessageChunk(content=""))]}
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    fast = accelerate(StateGraph(MessagesState).add_node("count", count).add_edge(START, "count").compile(),
+                      prompt_cache=False)
+
+    async def cancel_soon():
+        task = asyncio.ensure_future(fast.ainvoke({"messages": [HumanMessage("Count from 1 to 2000, separated by commas.")]}))
+        await asyncio.sleep(1.5)
+        assert fresh_pool.stats()["num_running"] == 1  # the sync node's request is decoding
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_soon())
+    # aborted in the engine at once (1500 tokens take several more seconds here)
+    assert _wait_idle(fresh_pool, limit_s=1.0) == 0
