@@ -14,7 +14,7 @@ prompt cache or shared with an identical in-flight call; sampled calls pass thro
 (every stream mode), ``get_graph``, ``with_config``, ``get_state``/``update_state``.
 
 Example:
-    >>> from typing import TypedDict
+    >>> from typing import TypedDict, Sequence
     >>> from langgraph.graph import StateGraph, START
     >>> from helium_lc.testing import DeterministicChatModel
     >>> class S(TypedDict):
@@ -75,7 +75,8 @@ def _check_app(app: Any) -> None:
 
 
 def accelerate(app: Any, *, config: HeliumConfig | None = None,
-               output_keys: Iterable[str] | None = None, **options: Any) -> "AcceleratedGraph":
+               output_keys: Iterable[str] | None = None, servers: Sequence[str] | None = None,
+               **options: Any) -> "AcceleratedGraph":
     """Wrap a compiled ``StateGraph`` so that it runs with less LLM work, same results.
 
     Args:
@@ -83,6 +84,12 @@ def accelerate(app: Any, *, config: HeliumConfig | None = None,
         config: the options (:class:`~helium_lc.config.HeliumConfig`); default all on.
         output_keys: the state keys the caller reads (default: the output schema's keys);
             pure nodes that only feed other keys are pruned.
+        servers: URLs of your vLLM OpenAI-compatible servers (``["http://gpu1:8000", ...]``):
+            one :class:`~helium_lc.engine.pool.WorkerPool` over them, and every OpenAI-compatible
+            client of the app whose base URL is one of them (``<url>/v1``) is routed to it, so
+            helium_lc's scheduler places every call across all servers. For clients that point
+            at a balancer in front of them, build the pool yourself:
+            ``route={"http://balancer/v1": WorkerPool(servers=[...])}``.
         **options: ``HeliumConfig`` fields overriding ``config``, e.g. ``route={...}``,
             ``prompt_cache=False``.
 
@@ -100,6 +107,12 @@ def accelerate(app: Any, *, config: HeliumConfig | None = None,
             raise TypeError(f"accelerate() got unknown option(s) {sorted(unknown)}; options are "
                             f"HeliumConfig fields: {sorted(f.name for f in dataclasses.fields(HeliumConfig))}.")
         cfg = dataclasses.replace(cfg, **options)
+    if servers is not None:
+        from helium_lc.engine.pool import WorkerPool
+
+        pool = WorkerPool(servers=servers)
+        routes = {f"{w.base_url}/v1": pool for w in pool.workers}  # type: ignore[attr-defined]
+        cfg = dataclasses.replace(cfg, route={**routes, **cfg.route})
     return AcceleratedGraph(app, cfg, output_keys=output_keys)
 
 

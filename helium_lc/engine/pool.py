@@ -103,15 +103,21 @@ class WorkerPool:
         enforce_eager: bool = True,
         engine_args: Mapping[str, Any] | None = None,
         workers: Sequence[Worker] | None = None,
+        servers: Sequence[Any] | None = None,
         router: Router | None = None,
         max_restarts: int = 2,
         verbose: bool = False,
         cache_dir: str | Path | None = None,
         start: bool = True,
     ) -> None:
-        if workers is not None and num_workers is not None and num_workers != len(workers):
-            raise ValueError(f"num_workers={num_workers} but {len(workers)} workers were given; pass one or the other.")
-        n = len(workers) if workers is not None else (num_workers if num_workers is not None else env.num_workers())
+        if workers is not None and servers is not None:
+            raise ValueError("Pass workers= or servers=, not both.")
+        self._servers = _server_configs(servers) if servers is not None else None
+        given = workers if workers is not None else self._servers
+        if given is not None and num_workers is not None and num_workers != len(given):
+            raise ValueError(f"num_workers={num_workers} but {len(given)} workers/servers were given; "
+                             "pass one or the other.")
+        n = len(given) if given is not None else (num_workers if num_workers is not None else env.num_workers())
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"num_workers must be a positive integer, got {n!r}. Use WorkerPool(num_workers=1) or more.")
         if max_restarts < 0:
@@ -152,7 +158,8 @@ class WorkerPool:
                 return self
             from helium_lc.engine.model import check_model_dir, resolve_model
 
-            if self._custom_workers is not None and self._model_arg is None and env.model_override() is None:
+            if ((self._custom_workers is not None or self._servers is not None) and self._model_arg is None
+                    and env.model_override() is None):
                 from helium_lc.engine.model import ensure_default_model
                 self.model_path = ensure_default_model(self._cache_dir)
             else:
@@ -163,11 +170,13 @@ class WorkerPool:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
             loop = EngineLoop()
             try:
-                workers = self._custom_workers or [self._make_vllm_worker(i) for i in range(self.num_workers)]
+                workers = self._custom_workers or [self._make_worker(i) for i in range(self.num_workers)]
                 for w in workers:
                     if hasattr(w, "start"):
                         loop.run(w.start())
                     self._slots[w.worker_id] = _Slot(w, self._max_outstanding(w))
+                if self._servers is not None:
+                    loop.run(self._check_servers())
             except BaseException:
                 for slot in self._slots.values():
                     try:
@@ -184,6 +193,30 @@ class WorkerPool:
     def _max_outstanding(self, worker: Worker) -> int:
         cfg = getattr(worker, "config", None)
         return int(getattr(cfg, "max_num_seqs", None) or getattr(worker, "max_num_seqs", 64))
+
+    def _make_worker(self, worker_id: int) -> Worker:
+        """A new worker for slot ``worker_id``: a remote server's client, or an in-process engine."""
+        if self._servers is not None:
+            from helium_lc.engine.remote_worker import RemoteWorker
+            return RemoteWorker(worker_id, self._servers[worker_id])
+        return self._make_vllm_worker(worker_id)
+
+    async def _check_servers(self) -> None:
+        """Refuse servers that serve different models, or a model other than the tokenizer's."""
+        workers = [slot.worker for slot in self._slots.values()]
+        roots = {getattr(w, "model_root", "") for w in workers}
+        if len(roots) > 1:
+            listing = ", ".join(f"{w.base_url} serves {w.model_root}" for w in workers)  # type: ignore[attr-defined]
+            raise EngineError(f"The servers serve different models ({listing}); one WorkerPool needs one model.")
+        probe = [{"role": "user", "content": "helium_lc tokenizer check: Ünïcode, 12345, <tags>."}]
+        local = self.apply_chat_template(probe)
+        for w in workers:
+            remote = await w.tokenize_chat(probe)  # type: ignore[attr-defined]
+            if remote is not None and list(remote) != list(local):
+                raise EngineError(
+                    f"The server at {w.base_url} tokenizes a chat differently from the local model folder "  # type: ignore[attr-defined]
+                    f"{self.model_path} (it serves {w.model_root}). Pass model= the folder of the model the "  # type: ignore[attr-defined]
+                    "servers serve, so prompts are rendered with its tokenizer and chat template.")
 
     def _make_vllm_worker(self, worker_id: int) -> Worker:
         from helium_lc.engine.vllm_worker import VLLMWorker, VLLMWorkerConfig
@@ -219,6 +252,14 @@ class WorkerPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
+
+    @property
+    def max_model_len(self) -> int:
+        """The context length every worker accepts (the smallest one)."""
+        lens = [int(getattr(w, "max_model_len", 0) or getattr(getattr(w, "config", None), "max_model_len", 0) or 0)
+                for w in (self.workers if self.started else [])]
+        lens = [n for n in lens if n > 0]
+        return min(lens) if lens else int(self._worker_kwargs["max_model_len"])
 
     @property
     def engine_loop(self) -> EngineLoop:
@@ -348,7 +389,7 @@ class WorkerPool:
             await old.worker.shutdown()
         except Exception:  # noqa: BLE001 - it is dead already
             pass
-        new = self._make_vllm_worker(worker_id)
+        new = self._make_worker(worker_id)
         try:
             await new.start()  # type: ignore[attr-defined]
         except Exception as start_exc:  # noqa: BLE001
@@ -558,3 +599,18 @@ def set_default_pool(pool: WorkerPool | None) -> None:
     global _default_pool
     with _default_lock:
         _default_pool = pool
+
+
+def _server_configs(servers: Sequence[Any]) -> list[Any]:
+    """``servers=`` entries (URLs or ``RemoteWorkerConfig``) as configs, validated."""
+    from helium_lc.engine.remote_worker import RemoteWorkerConfig
+
+    if isinstance(servers, str) or not servers:
+        raise ValueError("servers must be a non-empty list of URLs, e.g. servers=['http://127.0.0.1:8000'].")
+    out = [s if isinstance(s, RemoteWorkerConfig) else RemoteWorkerConfig(s) for s in servers]
+    urls = [c.base_url for c in out]
+    dup = sorted({u for u in urls if urls.count(u) > 1})
+    if dup and not any(c.headers for c in out):
+        raise ValueError(f"servers lists {dup} more than once; list each server once (or give each entry "
+                         "its own headers, e.g. X-data-parallel-rank, with RemoteWorkerConfig).")
+    return out

@@ -7,8 +7,8 @@ is needed only when these names are used.
 
 Example:
     >>> from helium_lc.integrations import TransportConfig
-    >>> TransportConfig(default_max_tokens=64).default_temperature
-    0.0
+    >>> TransportConfig(default_max_tokens=64).default_temperature is None   # the server's default
+    True
 """
 
 from __future__ import annotations

@@ -20,10 +20,12 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import functools
 import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Mapping
 
 import httpx
@@ -51,27 +53,63 @@ _IGNORED = {"parallel_tool_calls", "user", "store", "metadata", "service_tier", 
 class TransportConfig:
     """How the OpenAI front end fills what a request leaves out.
 
+    By default exactly like a ``vllm serve`` of the same model: an omitted ``temperature`` /
+    ``top_p`` / ``top_k`` takes the model's ``generation_config.json`` value, else vLLM's
+    default (temperature 1.0: sampled, so never cached or deduplicated), and an omitted
+    ``max_tokens`` runs to end of sequence or the context limit.
+
     Args:
         default_max_tokens: output budget when the body has neither ``max_tokens`` nor
-            ``max_completion_tokens`` (OpenAI's own default is "until the context is full").
-        default_temperature: used when the body has no ``temperature``. OpenAI's default
-            is 1.0; helium_lc defaults to 0 (greedy), the only mode it caches and dedups.
+            ``max_completion_tokens`` (None: until the context is full).
+        default_temperature: used when the body has no ``temperature`` (None: the server's default).
         served_model_name: the model name reported in responses and ``/v1/models``;
             default: the pool's model folder name.
     """
 
-    default_max_tokens: int = 512
-    default_temperature: float = 0.0
+    default_max_tokens: int | None = None
+    default_temperature: float | None = None
     served_model_name: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.default_max_tokens, int) or self.default_max_tokens < 1:
-            raise ValueError(f"default_max_tokens must be a positive integer, got {self.default_max_tokens!r}.")
-        if not (isinstance(self.default_temperature, (int, float)) and math.isfinite(self.default_temperature)
+        if self.default_max_tokens is not None and (not isinstance(self.default_max_tokens, int)
+                                                    or self.default_max_tokens < 1):
+            raise ValueError(f"default_max_tokens must be a positive integer or None, got {self.default_max_tokens!r}.")
+        if self.default_temperature is not None and not (
+                isinstance(self.default_temperature, (int, float)) and math.isfinite(self.default_temperature)
                 and self.default_temperature >= 0):
-            raise ValueError(f"default_temperature must be a finite number >= 0, got {self.default_temperature!r}.")
+            raise ValueError(f"default_temperature must be a finite number >= 0 or None, got "
+                             f"{self.default_temperature!r}.")
         if self.served_model_name is not None and not self.served_model_name:
             raise ValueError("served_model_name must be a non-empty string or None (None: the pool's model name).")
+
+
+#: vLLM's sampling defaults when the model's generation config sets none.
+VLLM_SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+
+
+def server_sampling_defaults(model_path: Any) -> dict[str, Any]:
+    """What a ``vllm serve`` of ``model_path`` uses for omitted sampling fields.
+
+    vLLM (``--generation-config auto``, its default) takes them from the model's
+    ``generation_config.json`` and otherwise uses temperature 1.0, top_p 1.0, no top_k.
+
+    Example:
+        >>> server_sampling_defaults(None)
+        {'temperature': 1.0, 'top_p': 1.0, 'top_k': 0}
+    """
+    out = dict(VLLM_SAMPLING_DEFAULTS)
+    if model_path is None:
+        return out
+    try:
+        with open(Path(model_path) / "generation_config.json") as f:
+            gen = json.load(f)
+    except (OSError, ValueError):
+        return out
+    for key in out:
+        value = gen.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = max(0, int(value)) if key == "top_k" else float(value)
+    return out
 
 
 class OpenAIRequestError(ValueError):
@@ -123,10 +161,17 @@ def _number(body: Mapping[str, Any], key: str, default: Any) -> Any:
     return value
 
 
-def _sampling(body: Mapping[str, Any], json_schema: Any, config: TransportConfig) -> SamplingSpec:
+def _sampling(body: Mapping[str, Any], json_schema: Any, config: TransportConfig, *,
+              defaults: Mapping[str, Any], max_new_tokens: int) -> SamplingSpec:
+    """The request's sampling, omitted fields filled like the server would (see TransportConfig)."""
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is None:
-        max_tokens = config.default_max_tokens
+        max_tokens = config.default_max_tokens or max_new_tokens
+        if max_tokens < 1:
+            raise OpenAIRequestError(f"The prompt fills the model's whole context ({max_new_tokens} tokens left "
+                                     "for output); shorten the messages.", param="messages")
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise OpenAIRequestError(f"'max_tokens' must be a positive integer, got {max_tokens!r}.", param="max_tokens")
     stop = body.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
@@ -135,13 +180,25 @@ def _sampling(body: Mapping[str, Any], json_schema: Any, config: TransportConfig
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise OpenAIRequestError(f"'seed' must be an integer, got {seed!r}.", param="seed")
+    temperature = _number(body, "temperature", config.default_temperature if config.default_temperature is not None
+                          else defaults["temperature"])
+    if not 0 <= temperature <= 2:
+        raise OpenAIRequestError(f"'temperature' must be between 0 and 2, got {temperature!r}.", param="temperature")
+    fields = {"temperature": temperature, "top_p": _number(body, "top_p", defaults["top_p"]),
+              "top_k": _number(body, "top_k", defaults["top_k"]),
+              "presence_penalty": _number(body, "presence_penalty", 0.0),
+              "frequency_penalty": _number(body, "frequency_penalty", 0.0)}
+    if fields["top_k"] == -1:  # vLLM's spelling of "off"
+        fields["top_k"] = 0
+    for name in ("top_p", "top_k", "presence_penalty", "frequency_penalty"):
+        try:
+            SamplingSpec(**{name: fields[name]})
+        except (ValueError, TypeError) as exc:
+            raise OpenAIRequestError(f"'{name}': {exc}", param=name) from exc
     try:
         return SamplingSpec(
-            max_tokens=max_tokens, temperature=_number(body, "temperature", config.default_temperature),
-            top_p=_number(body, "top_p", 1.0), top_k=_number(body, "top_k", 0), seed=seed, stop=tuple(stop),
-            json_schema=json.dumps(json_schema, sort_keys=True) if json_schema is not None else None,
-            presence_penalty=_number(body, "presence_penalty", 0.0),
-            frequency_penalty=_number(body, "frequency_penalty", 0.0))
+            max_tokens=max_tokens, seed=seed, stop=tuple(stop),
+            json_schema=json.dumps(json_schema, sort_keys=True) if json_schema is not None else None, **fields)
     except ValueError as exc:
         raise OpenAIRequestError(str(exc)) from exc
 
@@ -196,13 +253,16 @@ def parse_chat_request(pool: WorkerPool, body: Any, config: TransportConfig) -> 
             name = None if tool_choice == "required" else _tool_choice_name(tool_choice)
             json_schema = chat_format.forced_tool_schema(tools, name)
             forced = True
-        sampling = _sampling(body, json_schema, config)
+        if json_schema is not None:
+            _check_schema(json_schema)
         # "developer" is OpenAI's new name for the system role (langchain-openai sends it to o-series models).
         oa_messages = [{**m, "role": "system"} if m.get("role") == "developer" else dict(m) for m in messages]
         native = chat_format.template_supports_tools(getattr(pool.tokenizer, "chat_template", None))
         rendered, tmpl_tools = chat_format.render_for_template(
             oa_messages, tools if tool_choice != "none" else None, native_tools=native)
         ids = pool.apply_chat_template(rendered, tools=tmpl_tools)
+        sampling = _sampling(body, json_schema, config, defaults=server_sampling_defaults(pool.model_path),
+                             max_new_tokens=pool.max_model_len - len(ids))
     except OpenAIRequestError:
         raise
     except ValueError as exc:  # unknown forced tool, unsupported content block, bad sampling value
@@ -213,6 +273,27 @@ def parse_chat_request(pool: WorkerPool, body: Any, config: TransportConfig) -> 
         request=GenerationRequest(tuple(ids), sampling, request_id=new_request_id("chatcmpl")),
         model=config.served_model_name or _pool_model_name(pool), tools_bound=bool(tools), forced_tool=forced,
         stream=stream, include_usage=stream and bool(stream_options.get("include_usage")))
+
+
+def _check_schema(schema: Any) -> None:
+    """A JSON schema the engine's guided decoding can compile, else a 400 naming response_format."""
+    problem = _schema_problem(json.dumps(schema, sort_keys=True))
+    if problem is not None:
+        raise OpenAIRequestError(f"The JSON schema cannot be used for guided decoding: {problem}",
+                                 param="response_format")
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_problem(schema_text: str) -> str | None:
+    try:
+        import xgrammar
+    except ImportError:  # pragma: no cover - no engine installed: the engine reports it
+        return None
+    try:
+        xgrammar.Grammar.from_json_schema(schema_text)
+    except Exception as exc:  # noqa: BLE001 - xgrammar raises RuntimeError/ValueError
+        return str(exc)
+    return None
 
 
 def _pool_model_name(pool: WorkerPool) -> str:

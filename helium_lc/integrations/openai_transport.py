@@ -274,6 +274,7 @@ def helium_chat_openai(pool: WorkerPool | None = None, *, config: TransportConfi
         kw["model"] = (config.served_model_name if config and config.served_model_name else
                        transport.model_name if pool is not None else "helium_lc")
     kw.setdefault("stream_usage", True)
+    kw.setdefault("temperature", 0.0)  # greedy like HeliumChatModel (omitted, the server would sample)
     kw.setdefault("use_responses_api", False)
     kw.setdefault("max_retries", 0)
     return ChatOpenAI(http_client=httpx.Client(transport=transport),

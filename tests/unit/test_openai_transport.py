@@ -306,8 +306,8 @@ def test_generation_goes_through_an_active_runtime_and_streams_per_token(pool: W
     with activate(rt):
         # Sync invoke, async invoke and a stream: three engine requests through the run's scheduler.
         assert llm.invoke("Hi").content == PLAIN_ANSWER
-        assert asyncio.run(llm.ainvoke("Hi")).content == PLAIN_ANSWER
-        pieces = [c.content for c in llm.stream("Hi") if c.content]
+        assert asyncio.run(llm.ainvoke("Hello")).content == PLAIN_ANSWER
+        pieces = [c.content for c in llm.stream("Hey") if c.content]
     assert len(pieces) > 1 and "".join(pieces) == PLAIN_ANSWER  # token by token, not one delta
     assert rt.stats(num_rows=1, num_failed_rows=0).num_engine_requests == 3
     assert len(rt.schedulers) == 1  # they went through the pool's RuntimeScheduler
@@ -363,3 +363,37 @@ def test_patch_chat_openai_and_config(pool: WorkerPool, worker: ScriptedWorker) 
         patch_chat_openai(HeliumChatModel(pool=pool), pool)
     with pytest.raises(ValueError, match="default_max_tokens"):
         TransportConfig(default_max_tokens=0)
+
+
+def test_omitted_parameters_follow_vllm_serve(pool: WorkerPool, worker: ScriptedWorker) -> None:
+    # Like `vllm serve` of this model (no sampling fields in its generation_config.json): an
+    # omitted temperature samples at 1.0 and an omitted max_tokens runs to the context limit.
+    client = httpx.Client(transport=HeliumTransport(pool), base_url="http://x/v1")
+    body = {"messages": [{"role": "user", "content": "Hi"}]}
+    assert client.post("/chat/completions", json=body).status_code == 200
+    spec = worker.requests[-1].sampling
+    prompt_len = worker.requests[-1].num_prompt_tokens
+    assert spec.temperature == 1.0 and not spec.is_deterministic
+    assert spec.max_tokens == pool.max_model_len - prompt_len
+    # The plain ChatOpenAI default (no temperature) is therefore never cached or deduplicated,
+    # while helium_chat_openai() is greedy unless told otherwise.
+    helium_chat_openai(pool, max_tokens=4).invoke("Hi")
+    assert worker.requests[-1].sampling.temperature == 0.0
+    custom = httpx.Client(transport=HeliumTransport(pool, TransportConfig(default_temperature=0, default_max_tokens=9)),
+                          base_url="http://x/v1")
+    custom.post("/chat/completions", json=body)
+    assert (worker.requests[-1].sampling.temperature, worker.requests[-1].sampling.max_tokens) == (0, 9)
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"temperature": 3}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "bogus"}}}},
+     "response_format"),
+])
+def test_client_mistakes_are_400s_naming_the_field(pool: WorkerPool, extra: dict[str, Any], param: str) -> None:
+    client = httpx.Client(transport=HeliumTransport(pool), base_url="http://x/v1")
+    r = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], **extra})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param, r.json()
