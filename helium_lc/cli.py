@@ -1,8 +1,10 @@
-"""``helium-lc`` command line: ``provision``, ``demo``, ``explain``, ``calibrate``, ``bench``.
+"""``helium-lc`` command line: ``provision``, ``demo``, ``serve``, ``explain``, ``calibrate``, ``bench``.
 
 Example:
     $ helium-lc provision      # convert the default model once (idempotent)
     $ helium-lc demo           # run the demo app on the default engine and model
+    $ helium-lc serve          # start two local vLLM OpenAI servers (ports 8001, 8002), one core each
+    $ helium-lc demo --servers http://127.0.0.1:8001,http://127.0.0.1:8002   # the demo on them
     $ helium-lc explain my_agent.py:graph --png plan.png   # the plan of a graph (langgraph.json style)
     $ helium-lc calibrate      # fit the scheduler's cost model to this machine's engine (~1 min)
 """
@@ -26,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="run the demo LangGraph app on a real vLLM pool")
     d.add_argument("--num-workers", type=int, default=1)
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--servers", default=None, metavar="URL,URL",
+                   help="run on these vLLM OpenAI servers (comma-separated) instead of in-process engines")
+    v = sub.add_parser("serve", help="start local vLLM OpenAI servers (one core each) and wait; Ctrl-C stops them")
+    v.add_argument("--num", type=int, default=2, help="how many servers (default 2)")
+    v.add_argument("--port", type=int, default=8001, help="port of the first server; the others follow (default 8001)")
+    v.add_argument("--kv-cache-gib", type=float, default=0.5)
+    v.add_argument("--max-model-len", type=int, default=4096)
     e = sub.add_parser("explain", help="print the plan helium_lc makes of a compiled graph (no engine needed)",
                        description="Print the plan of the graph at MODULE:ATTR. ATTR may be a compiled graph, an "
                                    "accelerate() result, a StateGraph builder, or a function of no arguments "
@@ -51,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "demo":
         from helium_lc.demo import run_demo
-        return run_demo(num_workers=args.num_workers, progress=not args.no_progress)
+        servers = [u.strip() for u in args.servers.split(",") if u.strip()] if args.servers else None
+        return run_demo(num_workers=args.num_workers, progress=not args.no_progress, servers=servers)
+    if args.cmd == "serve":
+        return _serve(args)
     if args.cmd == "explain":
         try:
             graph = load_graph(args.target)
@@ -85,6 +97,25 @@ def main(argv: list[str] | None = None) -> int:
         runpy.run_path(str(script), run_name="__main__")
         return 0
     return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    from helium_lc.engine.local_servers import LocalServers
+
+    servers = LocalServers(args.num, ports=[args.port + i for i in range(args.num)], kv_cache_gib=args.kv_cache_gib,
+                           max_model_len=args.max_model_len)
+    print(f"starting {args.num} vLLM server(s) with the default model (logs in {servers.log_dir})...", flush=True)
+    with servers:
+        print("ready: " + ",".join(servers.urls), flush=True)
+        print(f"try:   helium-lc demo --servers {','.join(servers.urls)}", flush=True)
+        try:
+            while all(p.poll() is None for p in servers.procs):
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 class TargetError(ValueError):

@@ -126,14 +126,21 @@ async def _run_all(app: Any, inputs: list[dict[str, Any]], progress: bool, label
     return results
 
 
-def run_demo(num_workers: int = 1, progress: bool = True) -> int:
-    """Run the demo plain and accelerated on one real pool; print answers and costs."""
+def run_demo(num_workers: int = 1, progress: bool = True, servers: list[str] | None = None) -> int:
+    """Run the demo plain and accelerated on one real pool; print answers and costs.
+
+    ``servers``: URLs of running vLLM OpenAI servers to use instead of in-process engines
+    (e.g. those ``helium-lc serve`` starts).
+    """
     from helium_lc.chat_model import HeliumChatModel
     from helium_lc.engine.pool import WorkerPool
 
-    print(f"Starting a pool of {num_workers} vLLM worker(s) with the default model...", flush=True)
+    if servers:
+        print(f"Connecting to {len(servers)} vLLM server(s): {', '.join(servers)}", flush=True)
+    else:
+        print(f"Starting a pool of {num_workers} vLLM worker(s) with the default model...", flush=True)
     t0 = time.perf_counter()
-    with WorkerPool(num_workers=num_workers) as pool:
+    with (WorkerPool(servers=servers) if servers else WorkerPool(num_workers=num_workers)) as pool:
         print(f"  ready in {time.perf_counter() - t0:.1f} s: {pool.model_path}")
         llm = HeliumChatModel(pool=pool, max_tokens=48)
         app = build_app(llm)
@@ -151,7 +158,10 @@ def run_demo(num_workers: int = 1, progress: bool = True) -> int:
         except ImportError:
             accelerate = None  # type: ignore[assignment]
         if accelerate is not None:
-            pool.reset_prefix_cache()
+            try:
+                pool.reset_prefix_cache()
+            except Exception as exc:  # noqa: BLE001 - a production server may not allow it
+                print(f"  (prefix caches not reset: {exc})")
             pool.reset_stats()
             fast = accelerate(app)
             t = time.perf_counter()

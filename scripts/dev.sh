@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # helium_lc developer entry point: sets everything up on first use, then runs a task.
 #   bash scripts/dev.sh demo      # the main demo on the default engine and model
+#   bash scripts/dev.sh serve     # two local vLLM OpenAI servers (ports 8001, 8002); Ctrl-C stops them
 #   bash scripts/dev.sh test      # the test suite (what CI runs)
 #   bash scripts/dev.sh bench     # the benchmarks (installs the benchmark data first)
 #   bash scripts/dev.sh setup     # only the set-up
@@ -71,7 +72,8 @@ task="${1:-help}"; shift || true
 case "$task" in
   setup) setup ;;
   demo)  setup; exec "$PY" -m helium_lc.cli demo "$@" ;;
+  serve) setup; exec "$PY" -m helium_lc.cli serve "$@" ;;
   test)  setup; exec "$PY" -m pytest -q -p no:cacheprovider "$@" ;;
   bench) setup; bench_data; exec "$PY" -m helium_lc.cli bench "$@" ;;
-  *) sed -n '2,6p' "$0"; exit 2 ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
 esac

@@ -23,3 +23,12 @@ def fresh_pool(pool):
     pool.reset_prefix_cache()
     pool.reset_stats()
     return pool
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """Two real vLLM OpenAI servers (default model, one core each, prefix caching, dev mode)."""
+    from helium_lc.engine.local_servers import LocalServers
+
+    with LocalServers(2) as s:
+        yield s
