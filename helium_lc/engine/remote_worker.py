@@ -352,7 +352,6 @@ class RemoteWorker:
         finally:
             self._stats.num_running -= 1
             self._streams.pop(request.request_id, None)
-            self._aborted.discard(request.request_id)
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         total = time.perf_counter() - t0
         st = self._stats
@@ -380,15 +379,22 @@ class RemoteWorker:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if task.cancelled() and not _current_task_cancelling():
-                raise EngineError(f"Request {request.request_id} was aborted.") from None
+                if request.request_id in self._aborted:
+                    raise EngineError(f"Request {request.request_id} was aborted.") from None
+                # shut down under it (e.g. the pool replacing a dead server): retryable elsewhere
+                raise self._died(request, "the worker was shut down") from None
             task.cancel()  # our caller was cancelled: close the request (the server aborts it)
             raise
         finally:
             self._inflight.pop(request.request_id, None)
+            self._aborted.discard(request.request_id)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        async for chunk in self._run(request, stream=True):
-            yield chunk
+        try:
+            async for chunk in self._run(request, stream=True):
+                yield chunk
+        finally:
+            self._aborted.discard(request.request_id)
 
     async def warm(self, prompt_token_ids: Sequence[int]) -> GenerationResult:
         """Prefill ``prompt_token_ids`` (one output token) so later requests hit the cache."""
@@ -401,6 +407,7 @@ class RemoteWorker:
         """Close the request's connection; vLLM aborts a request whose client went away."""
         task = self._inflight.get(request_id)
         if task is not None and task is not asyncio.current_task():
+            self._aborted.add(request_id)
             task.cancel()
         response = self._streams.get(request_id)
         if response is not None:

@@ -307,7 +307,7 @@ def usage_json(result: GenerationResult) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": result.num_cached_prompt_tokens}}
 
 
-def _message_parts(call: ChatCall, result: GenerationResult) -> tuple[str, list[dict[str, Any]], str]:
+def message_parts(call: ChatCall, result: GenerationResult) -> tuple[str, list[dict[str, Any]], str]:
     """(content, OpenAI tool_calls, finish_reason), parsed the way ``HeliumChatModel`` parses."""
     text = result.text
     if call.forced_tool:  # guided decoding produced {"name": ..., "arguments": ...}
@@ -330,7 +330,7 @@ def _finish_reason(engine_reason: str | None) -> str:
 
 def completion_json(call: ChatCall, result: GenerationResult, *, created_s: int | None = None) -> dict[str, Any]:
     """The non-streaming ``chat.completion`` body for one result."""
-    content, tool_calls, finish = _message_parts(call, result)
+    content, tool_calls, finish = message_parts(call, result)
     message: dict[str, Any] = {"role": "assistant", "content": content if (content or not tool_calls) else None,
                                "refusal": None}
     if tool_calls:
@@ -363,7 +363,7 @@ class ChunkWriter:
 
     def finish(self, result: GenerationResult, *, streamed_text: bool) -> bytes:
         """The closing events; ``streamed_text``: the content already went out as deltas."""
-        content, tool_calls, finish = _message_parts(self.call, result)
+        content, tool_calls, finish = message_parts(self.call, result)
         out = b""
         if content and not streamed_text:
             out += self.delta(content)

@@ -39,6 +39,7 @@ import httpx
 
 from helium_lc.engine.pool import WorkerPool, get_default_pool
 from helium_lc.engine.types import EngineError, GenerationRequest, GenerationResult
+from helium_lc.integrations.openai_responses import ResponseEventWriter, chat_body_from_responses, response_json
 from helium_lc.runtime import dispatch
 from helium_lc.integrations.openai_protocol import (
     AsyncSSE,
@@ -64,8 +65,7 @@ log = logging.getLogger("helium_lc.openai")
 #: The base URL of clients wired to a transport (the host is never resolved).
 HELIUM_BASE_URL = "http://helium.local/v1"
 _DUMMY_API_KEY = "helium-local"
-_ROUTES_HELP = ("helium_lc serves only POST /v1/chat/completions and GET /v1/models; "
-                "for ChatOpenAI pass use_responses_api=False.")
+_ROUTES_HELP = "helium_lc serves POST /v1/chat/completions, POST /v1/responses and GET /v1/models."
 
 
 def _failed(exc: Exception) -> httpx.Response:
@@ -110,6 +110,8 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         path = request.url.path.rstrip("/")
         if path.endswith("/chat/completions"):
             kind, method = "chat", "POST"
+        elif path.endswith("/responses"):
+            kind, method = "responses", "POST"
         elif path.endswith("/models"):
             kind, method = "models", "GET"
         else:
@@ -120,31 +122,44 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                                      status_code=405, code="method_not_allowed")
         return kind
 
-    def _parse(self, content: bytes) -> ChatCall:
+    def _parse(self, content: bytes, kind: str = "chat") -> tuple[ChatCall, Any]:
+        """(the call, the Responses body or None for Chat Completions)."""
         try:
             body = json.loads(content or b"null")
         except ValueError as exc:
             raise OpenAIRequestError(f"The request body is not valid JSON: {exc}.") from exc
-        return parse_chat_request(self.pool, body, self.config)
+        if kind == "responses":
+            return parse_chat_request(self.pool, chat_body_from_responses(body), self.config), body
+        return parse_chat_request(self.pool, body, self.config), None
+
+    @staticmethod
+    def _writer(call: ChatCall, responses_body: Any) -> Any:
+        return ResponseEventWriter(call, responses_body) if responses_body is not None else ChunkWriter(call)
+
+    @staticmethod
+    def _answer(call: ChatCall, result: GenerationResult, responses_body: Any) -> httpx.Response:
+        if responses_body is not None:
+            return json_response(200, response_json(call, result, responses_body))
+        return json_response(200, completion_json(call, result))
 
     # -- sync ---------------------------------------------------------------------------------
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request from a sync ``httpx.Client`` (blocking)."""
         try:
-            if self._route(request) == "models":
+            kind = self._route(request)
+            if kind == "models":
                 return json_response(200, models_json(self.model_name))
-            call = self._parse(request.read())
+            call, rbody = self._parse(request.read(), kind)
             if call.stream:
-                return sse_response(SyncSSE(self._events_sync(call)))
-            return json_response(200, completion_json(call, self._generate_sync(call.request)))
+                return sse_response(SyncSSE(self._events_sync(call, self._writer(call, rbody))))
+            return self._answer(call, self._generate_sync(call.request), rbody)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error response
             return _failed(exc)
 
     def _generate_sync(self, request: GenerationRequest) -> GenerationResult:
         return dispatch.generate(self.pool, request)
 
-    def _events_sync(self, call: ChatCall) -> Iterator[bytes]:
-        writer = ChunkWriter(call)
+    def _events_sync(self, call: ChatCall, writer: Any) -> Iterator[bytes]:
         yield writer.first()
         try:
             if call.tools_bound:  # tool calls are parsed from the whole output
@@ -167,20 +182,20 @@ class HeliumTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request from an ``httpx.AsyncClient``."""
         try:
-            if self._route(request) == "models":
+            kind = self._route(request)
+            if kind == "models":
                 return json_response(200, models_json(self.model_name))
-            call = self._parse(await request.aread())
+            call, rbody = self._parse(await request.aread(), kind)
             if call.stream:
-                return sse_response(AsyncSSE(self._events_async(call)))
-            return json_response(200, completion_json(call, await self._generate_async(call.request)))
+                return sse_response(AsyncSSE(self._events_async(call, self._writer(call, rbody))))
+            return self._answer(call, await self._generate_async(call.request), rbody)
         except Exception as exc:  # noqa: BLE001
             return _failed(exc)
 
     async def _generate_async(self, request: GenerationRequest) -> GenerationResult:
         return await dispatch.agenerate(self.pool, request)
 
-    async def _events_async(self, call: ChatCall) -> AsyncIterator[bytes]:
-        writer = ChunkWriter(call)
+    async def _events_async(self, call: ChatCall, writer: Any) -> AsyncIterator[bytes]:
         yield writer.first()
         try:
             if call.tools_bound:

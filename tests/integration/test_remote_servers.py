@@ -69,12 +69,13 @@ def _app(llm: Any) -> Any:
     system = "You are a concise analyst. " + " ".join(f"Rule {i}: be brief." for i in range(30))
 
     def analyse(state: Row) -> Row:
-        notes = [llm.invoke([SystemMessage(system), HumanMessage(f"{angle} view of {state['topic']}?")]).content
+        notes = [llm.invoke([SystemMessage(system), HumanMessage(f"{angle} view of {state['topic']}?")]).text
                  for angle in ("Economic", "Social")]
         return {"notes": notes}
 
     def summarise(state: Row) -> Row:
-        return {"summary": llm.invoke([SystemMessage(system), HumanMessage("Summarise: " + " | ".join(state["notes"]))]).content}
+        msgs = [SystemMessage(system), HumanMessage("Summarise: " + " | ".join(state["notes"]))]
+        return {"summary": llm.invoke(msgs).text}
 
     g = StateGraph(Row)
     g.add_node("analyse", analyse).add_node("summarise", summarise)
@@ -82,13 +83,15 @@ def _app(llm: Any) -> Any:
     return g.compile()
 
 
-def test_unchanged_chat_openai_app_runs_on_two_servers(servers: Any) -> None:
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+def test_unchanged_chat_openai_app_runs_on_two_servers(servers: Any, api: str) -> None:
     from langchain_openai import ChatOpenAI
 
     # The app's client points at server 0, as it would in production; helium_lc routes every
-    # call across both servers.
+    # call across both servers. Plain, the same client talks to the real server (Chat
+    # Completions or its Responses API).
     llm = ChatOpenAI(base_url=servers.urls[0] + "/v1", api_key="x", model=str(_served(servers.urls[0])),
-                     temperature=0, max_tokens=8, max_retries=0)
+                     temperature=0, max_tokens=8, max_retries=0, use_responses_api=api == "responses")
     app = _app(llm)
     inputs = [{"topic": t} for t in ("tides", "moss", "tides", "glass", "salt", "wind")]
     plain = app.batch(inputs)

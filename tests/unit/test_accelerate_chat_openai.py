@@ -27,16 +27,16 @@ class S(TypedDict):
     notes: Annotated[list[str], operator.add]
 
 
-def build_app():
+def build_app(**client_kwargs):
     llm = ChatOpenAI(base_url=BASE_URL, model="smol", api_key="unused", temperature=0, max_tokens=8,
-                     max_retries=0, timeout=5)
+                     max_retries=0, timeout=5, **client_kwargs)
 
     def writer(state: S):
-        return {"notes": [llm.invoke(f"Write one line about {state['topic']}.").content]}
+        return {"notes": [llm.invoke(f"Write one line about {state['topic']}.").text]}
 
     async def critic(state: S):
         msg = await llm.ainvoke(f"Write one line about {state['topic']}.")  # same prompt as writer
-        return {"notes": [msg.content]}
+        return {"notes": [msg.text]}
 
     g = StateGraph(S)
     g.add_node("writer", writer).add_node("critic", critic)
@@ -51,17 +51,19 @@ def sim_pool():
     pool.shutdown()
 
 
-def test_unchanged_chat_openai_app_runs_on_the_pool(sim_pool):
-    app = build_app()
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+def test_unchanged_chat_openai_app_runs_on_the_pool(sim_pool, api):
+    # Some agents force use_responses_api=True for the "openai" provider: same run, same answers.
+    app = build_app(use_responses_api=api == "responses")
     fast = accelerate(app, config=HeliumConfig(route={BASE_URL: sim_pool}, progress=False))
-    sim_pool.reset_stats()
+    before = sim_pool.stats()["num_requests"]  # (SimWorker counters are not reset between tests)
     out = fast.batch([{"topic": "rivers", "notes": []}, {"topic": "bridges", "notes": []}])
     assert all(len(o["notes"]) == 2 and all(o["notes"]) for o in out)
     # writer and critic send the identical greedy prompt: one engine call per row, shared result
     assert out[0]["notes"][0] == out[0]["notes"][1]
     stats = fast.last_run_stats()
     assert stats.num_llm_calls_requested == 4 and stats.num_llm_calls_sent == 2
-    assert sim_pool.stats()["num_requests"] == 2
+    assert sim_pool.stats()["num_requests"] - before == 2
 
 
 def test_outside_the_accelerated_run_the_client_is_untouched(sim_pool):
@@ -83,3 +85,10 @@ def test_astream_honours_route(sim_pool):
 
     chunks = asyncio.run(main())
     assert len(chunks[-1]["notes"]) == 2 and all(chunks[-1]["notes"])
+
+
+def test_both_openai_apis_give_the_same_final_states(sim_pool):
+    inputs = [{"topic": "rivers", "notes": []}, {"topic": "bridges", "notes": []}]
+    outs = {api: accelerate(build_app(use_responses_api=api), route={BASE_URL: sim_pool}, progress=False).batch(inputs)
+            for api in (False, True)}
+    assert outs[False] == outs[True]

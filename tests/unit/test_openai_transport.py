@@ -281,7 +281,7 @@ def test_n_above_one_and_bad_requests_give_clear_400s(pool: WorkerPool) -> None:
     assert client.post("/chat/completions", json={"model": "m"}).json()["error"]["param"] == "messages"
     unknown = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "foo": 1})
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "foo"
-    assert client.post("/responses", json={}).status_code == 404
+    assert client.post("/embeddings", json={}).status_code == 404
     assert client.get("/chat/completions").status_code == 405
     # GET /v1/models lists the pool's model.
     assert client.get("/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct"
@@ -397,3 +397,56 @@ def test_client_mistakes_are_400s_naming_the_field(pool: WorkerPool, extra: dict
     r = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], **extra})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param, r.json()
+
+
+# ------------------------------------------------------------------ the Responses API
+def _responses_llm(pool: WorkerPool, **kwargs: Any) -> ChatOpenAI:
+    return helium_chat_openai(pool, use_responses_api=True, **kwargs)
+
+
+def test_responses_api_invoke_stream_and_usage(pool: WorkerPool, worker: ScriptedWorker) -> None:
+    llm = _responses_llm(pool, max_tokens=16)
+    msg = llm.invoke([SystemMessage("Be brief."), HumanMessage("Hi")])
+    assert msg.text == PLAIN_ANSWER
+    assert msg.usage_metadata["input_tokens"] == worker.requests[-1].num_prompt_tokens
+    assert "cache_read" in msg.usage_metadata["input_token_details"]
+    # The same conversation gives the same prompt ids through both APIs (same KV-cache hits).
+    chat_ids = worker.requests[-1].prompt_token_ids
+    helium_chat_openai(pool, max_tokens=16).invoke([SystemMessage("Be brief."), HumanMessage("Hi")])
+    assert worker.requests[-1].prompt_token_ids == chat_ids
+    chunks = list(llm.stream("Hello there"))
+    assert len([c for c in chunks if c.text]) > 1 and "".join(c.text for c in chunks) == PLAIN_ANSWER
+    assert chunks[-1].usage_metadata is not None or any(c.usage_metadata for c in chunks)
+    assert asyncio.run(llm.ainvoke("Hey")).text == PLAIN_ANSWER
+
+
+def test_responses_api_tool_calls_and_tool_results(pool: WorkerPool) -> None:
+    llm = _responses_llm(pool, max_tokens=64)
+    call = llm.bind_tools([add], tool_choice="add").invoke("Add 1 and 2.")
+    assert call.tool_calls[0]["name"] == "add" and call.tool_calls[0]["args"] == {"a": 1, "b": 2}
+    # The tool result goes back as function_call / function_call_output items.
+    final = llm.bind_tools([add]).invoke([HumanMessage("Add 1 and 2."), call,
+                                         ToolMessage("3", tool_call_id=call.tool_calls[0]["id"])])
+    assert final.text == PLAIN_ANSWER
+    streamed = list(llm.bind_tools([add], tool_choice="add").stream("Add 1 and 2."))
+    total = streamed[0]
+    for c in streamed[1:]:
+        total = total + c
+    assert total.tool_calls[0]["args"] == {"a": 1, "b": 2}
+
+
+def test_responses_api_structured_output(pool: WorkerPool) -> None:
+    class Answer(BaseModel):
+        city: str
+        population: int
+
+    out = _responses_llm(pool, max_tokens=64).with_structured_output(Answer, method="json_schema").invoke("Which city?")
+    assert isinstance(out, Answer)
+
+
+def test_responses_api_refuses_server_side_state_with_a_400(pool: WorkerPool) -> None:
+    client = httpx.Client(transport=HeliumTransport(pool), base_url="http://x/v1")
+    r = client.post("/responses", json={"input": "Hi", "previous_response_id": "resp_1"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"
+    r = client.post("/responses", json={"input": [{"type": "web_search_call"}]})
+    assert r.status_code == 400 and "web_search_call" in r.json()["error"]["message"]
