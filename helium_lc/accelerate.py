@@ -142,6 +142,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         self._cache: PromptCache = (SQLitePromptCache(config.cache_path) if config.cache_path
                                     else MemoryPromptCache())
         self._single_flight = SingleFlight()
+        self._gates: dict[str, Any] = {}  # per-backend in-flight caps, shared by this graph's runs
         self._stats_lock = threading.Lock()
         self._last: RunStats | None = None
         self._total = RunStats()
@@ -242,7 +243,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
             return list(self._schedulers)
 
     def _runtime(self) -> Runtime:
-        return Runtime(self.config, self._cache, self._single_flight)
+        return Runtime(self.config, self._cache, self._single_flight, self._gates)
 
     def _sync_config(self, config: RunnableConfig | None) -> RunnableConfig:
         """``config`` for LangGraph's sync ``invoke``/``stream``, whose per-run thread pool

@@ -79,6 +79,10 @@ class HeliumConfig:
             a run, shared by all its rows; started on demand. The calls in flight are limited
             by the graph, the batch and ``max_concurrency`` in the RunnableConfig, not by the
             host's core count (asyncio's default executor has ``cores + 4`` threads).
+        max_in_flight_per_backend: at most this many calls in flight to each backend (an
+            OpenAI-compatible base URL, or a chat-model class and model name) across the runs of
+            one accelerated graph, e.g. for a rate-limited provider; cache and dedup hits take
+            no slot. None (default): no cap (a WorkerPool applies its own ``max_num_seqs``).
         route: ``base_url`` or model name of an OpenAI-compatible client -> WorkerPool.
         trace_capture: let capture run nodes on placeholder state (runs user code; opt-in).
         disabled_rules: optimizer rule names to skip (see :func:`rule_names`).
@@ -95,6 +99,7 @@ class HeliumConfig:
     row_gate: bool = True
     progress: bool | None = None
     max_sync_threads: int = 256
+    max_in_flight_per_backend: int | None = None
     route: Mapping[str, Any] = field(default_factory=dict)
     trace_capture: bool = False
     disabled_rules: frozenset[str] = frozenset()
@@ -115,6 +120,10 @@ class HeliumConfig:
                 or self.warm_threshold_tokens < 0:
             raise ValueError(f"HeliumConfig.warm_threshold_tokens must be an integer >= 0, got "
                              f"{self.warm_threshold_tokens!r}.")
+        cap = self.max_in_flight_per_backend
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+            raise ValueError(f"HeliumConfig.max_in_flight_per_backend must be an integer >= 1 or None, got {cap!r}; "
+                             "e.g. 8 for a provider that allows 8 concurrent requests.")
         if not isinstance(self.max_sync_threads, int) or isinstance(self.max_sync_threads, bool) \
                 or self.max_sync_threads < 1:
             raise ValueError(f"HeliumConfig.max_sync_threads must be an integer >= 1, got "

@@ -43,6 +43,7 @@ from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin
+from helium_lc.runtime.limits import Gate, backend_key
 from helium_lc.runtime.stats import RunStats, StatsRecorder
 
 __all__ = ["Runtime", "current_runtime", "current_row", "current_origin", "activate", "call_origin_scope"]
@@ -123,8 +124,11 @@ class Runtime:
     a second batch is served from the first one's results); the counters are this run's.
     """
 
-    def __init__(self, config: HeliumConfig, cache: PromptCache, single_flight: SingleFlight) -> None:
+    def __init__(self, config: HeliumConfig, cache: PromptCache, single_flight: SingleFlight,
+                 gates: "dict[str, Gate] | None" = None) -> None:
         self.config = config
+        #: Per-backend in-flight caps (``max_in_flight_per_backend``), shared like the cache.
+        self.gates: dict[str, Gate] = gates if gates is not None else {}
         self.cache = cache
         self.single_flight = single_flight
         self.recorder = StatsRecorder()
@@ -139,6 +143,14 @@ class Runtime:
         #: Blocking engine calls of this run (sync nodes' threads); cancelled when the run ends,
         #: so a cancelled or failed run leaves no engine request running.
         self.cancel_scope = CancelScope()
+
+    def gate_for(self, model: Any) -> "Gate | None":
+        """The in-flight cap of ``model``'s backend (None: no cap configured)."""
+        limit = self.config.max_in_flight_per_backend
+        if limit is None:
+            return None
+        key = backend_key(model)
+        return self.gates.get(key) or self.gates.setdefault(key, Gate(limit))  # setdefault: atomic
 
     # -- origins --------------------------------------------------------------------------------
     def begin_call(self, metadata: Mapping[str, Any] | None = None) -> RequestOrigin:

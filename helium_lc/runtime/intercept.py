@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any, Awaitable, Callable, Mapping
@@ -232,7 +233,9 @@ def _intercept_sync(orig: Callable[..., ChatResult], model: BaseChatModel, messa
         own: list[ChatResult] = []
 
         def compute() -> str | None:
-            own.append(orig(model, messages, stop=stop, run_manager=run_manager, **kwargs))
+            gate = rt.gate_for(model)
+            with gate.hold() if gate is not None else contextlib.nullcontext():
+                own.append(orig(model, messages, stop=stop, run_manager=run_manager, **kwargs))
             return call.sent(own[0], scope.num_engine_results)
 
         if call.key is None or not rt.config.dedup:
@@ -262,7 +265,9 @@ async def _intercept_async(orig: Callable[..., Awaitable[ChatResult]], model: Ba
         own: list[ChatResult] = []
 
         async def compute() -> str | None:
-            own.append(await orig(model, messages, stop=stop, run_manager=run_manager, **kwargs))
+            gate = rt.gate_for(model)
+            async with gate.ahold() if gate is not None else contextlib.nullcontext():
+                own.append(await orig(model, messages, stop=stop, run_manager=run_manager, **kwargs))
             return call.sent(own[0], scope.num_engine_results)
 
         if call.key is None or not rt.config.dedup:

@@ -60,7 +60,7 @@ from helium_lc.engine.types import (GenerationChunk, GenerationRequest, Generati
 from helium_lc.runtime.sched_model import (RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
                                            choose_warm_prefixes, row_footprints, template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
-from helium_lc.schedule.policies import ROW_MAJOR, get_policy
+from helium_lc.schedule.policies import ROUTERS, ROW_MAJOR, get_policy
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
 
 __all__ = ["ScheduleOptions", "RunTicket", "RuntimeScheduler", "scheduler_for", "DEFAULT_GATHER_WINDOW_S",
@@ -86,8 +86,9 @@ STALL_S = 0.1
 class ScheduleOptions:
     """How one run's requests are scheduled; validated on construction.
 
-    ``gather_window_s=None`` means 0 for ``fifo`` (plain least-outstanding routing in arrival
-    order, no added latency) and, for every other policy, ``DEFAULT_GATHER_WINDOW_S`` with one
+    ``gather_window_s=None`` means 0 for the per-request routers (``ROUTERS``: ``fifo``, i.e.
+    least-outstanding routing in arrival order, ``round_robin``, ``cache_aware``; no added
+    latency) and, for every other policy, ``DEFAULT_GATHER_WINDOW_S`` with one
     live worker (placement has no choice to make) or ``MULTI_WORKER_GATHER_WINDOW_S`` with several.
     """
 
@@ -119,7 +120,7 @@ class ScheduleOptions:
         """The gather window used with ``num_workers`` live workers."""
         if self.gather_window_s is not None:
             return float(self.gather_window_s)
-        if self.policy == "fifo":
+        if self.policy in ROUTERS:
             return 0.0
         return DEFAULT_GATHER_WINDOW_S if num_workers <= 1 else MULTI_WORKER_GATHER_WINDOW_S
 

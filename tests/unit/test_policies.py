@@ -190,3 +190,22 @@ def test_dependency_cycle_is_reported():
     calls = (PendingCall("x", (1,), deps=("y",)), PendingCall("y", (2,), deps=("x",)))
     with pytest.raises(ValueError, match="cycle"):
         get_policy("fifo")(Snapshot(calls=calls, workers=(WorkerView(0),)))
+
+
+def test_round_robin_deals_calls_in_turn():
+    calls = tuple(PendingCall(f"c{i}", (i, i + 1), arrival_seq=i) for i in range(5))
+    snap = Snapshot(calls=calls, workers=(WorkerView(0), WorkerView(1)), cost=COST)
+    assert get_policy("round_robin")(snap).order == {0: ("c0", "c2", "c4"), 1: ("c1", "c3")}
+
+
+def test_cache_aware_follows_the_prefix_until_the_load_is_unbalanced():
+    # 12 calls sharing one long prefix: affinity sends them to the worker that holds it until it
+    # is CACHE_AWARE_ABS_GAP calls busier than the other; the rest balance.
+    from helium_lc.schedule.policies.baselines import CACHE_AWARE_ABS_GAP
+
+    prefix = tuple(range(100, 140))
+    calls = tuple(PendingCall(f"c{i}", prefix + (i,), arrival_seq=i) for i in range(12))
+    snap = Snapshot(calls=calls, workers=two_workers(resident_a_on=0), cost=COST)
+    order = get_policy("cache_aware")(snap).order
+    assert order[0][0] == "c0" and len(order[0]) - len(order[1]) <= CACHE_AWARE_ABS_GAP + 1
+    assert len(order[1]) >= 1

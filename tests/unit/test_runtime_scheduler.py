@@ -431,7 +431,7 @@ def test_all_policies_give_identical_final_states(pool2: WorkerPool) -> None:
         fast = accelerate(_debate(HeliumChatModel(pool=pool2, max_tokens=4)), config=HeliumConfig(policy=policy))
         outs[policy] = asyncio.run(fast.abatch(_inputs(3, seed=1)))
         assert fast.last_run_stats().num_engine_requests == 12   # 3 rows x 2 agents x 2 rounds
-    assert len(POLICIES) == 6
+    assert len(POLICIES) == 8
     assert all(o == outs["fifo"] for o in outs.values())
 
 

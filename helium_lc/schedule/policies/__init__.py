@@ -2,7 +2,7 @@
 
 Example:
     >>> sorted(POLICIES)
-    ['fifo', 'helium', 'lspf', 'opwise', 'prefix_affinity', 'random']
+    ['cache_aware', 'fifo', 'helium', 'lspf', 'opwise', 'prefix_affinity', 'random', 'round_robin']
     >>> get_policy("helium").__name__
     'helium'
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from helium_lc.schedule.policies.baselines import fifo, lspf, opwise, prefix_affinity, random_policy
+from helium_lc.schedule.policies.baselines import (cache_aware, fifo, lspf, opwise, prefix_affinity, random_policy,
+                                                   round_robin)
 from helium_lc.schedule.policies.helium import HeliumOptions, helium
 from helium_lc.schedule.snapshot import Assignment, Snapshot
 
@@ -25,6 +26,8 @@ POLICIES: dict[str, Policy] = {
     "lspf": lspf,
     "prefix_affinity": prefix_affinity,
     "opwise": opwise,
+    "round_robin": round_robin,
+    "cache_aware": cache_aware,
 }
 
 #: Policies whose order continues across plans row by row: the runtime gives a later call of an
@@ -33,6 +36,10 @@ POLICIES: dict[str, Policy] = {
 #: (the design's "nested sequences"). The others keep plans in arrival order (first come, first
 #: served, as a serving engine does).
 ROW_MAJOR: frozenset[str] = frozenset({"helium"})
+
+#: Policies that stand for per-request routers (a load balancer in front of servers): the
+#: runtime plans each call as it arrives, with no gather window.
+ROUTERS: frozenset[str] = frozenset({"fifo", "round_robin", "cache_aware"})
 
 
 #: Options of the policies when the runtime plans online (many small plans while a batch runs):
@@ -58,5 +65,5 @@ def get_policy(name: str, *, online: bool = False) -> Policy:
     return policy
 
 
-__all__ = ["POLICIES", "ROW_MAJOR", "ONLINE_OPTIONS", "Policy", "get_policy", "helium", "HeliumOptions", "fifo", "random_policy",
-           "lspf", "prefix_affinity", "opwise"]
+__all__ = ["POLICIES", "ROW_MAJOR", "ROUTERS", "ONLINE_OPTIONS", "Policy", "get_policy", "helium", "HeliumOptions", "fifo", "random_policy",
+           "lspf", "prefix_affinity", "opwise", "round_robin", "cache_aware"]

@@ -8,6 +8,11 @@
 - ``prefix_affinity``: Parrot-style routing to the worker holding (or already sent) the
   longest prefix of the call; ties to the least loaded; arrival order on each worker.
 - ``opwise``: operator by operator over the whole batch in topological order.
+- ``round_robin``: arrival order, calls dealt to the workers in turn (a Kubernetes Service).
+- ``cache_aware``: an SGLang-router / llm-d style router: the worker with the longest matching
+  prefix when it matches at least half the prompt and the load is balanced (the busiest
+  worker has at most ``CACHE_AWARE_ABS_GAP`` calls and ``CACHE_AWARE_REL_GAP`` times more than
+  the idlest), else the least loaded worker.
 
 Example:
     >>> from helium_lc.schedule.snapshot import PendingCall, Snapshot, WorkerView
@@ -112,3 +117,43 @@ def prefix_affinity(snapshot: Snapshot) -> Assignment:
         queued[best.worker_id] += 1
         shadow[best.worker_id].insert(p)
     return assignment_from(snapshot, order, worker_of)
+
+
+def round_robin(snapshot: Snapshot) -> Assignment:
+    """Arrival order; call ``i`` of the batch (by arrival number) to live worker ``i mod n``."""
+    order = topo_order(snapshot.calls, key=lambda c: c.arrival_seq)
+    live = [w.worker_id for w in snapshot.live_workers]
+    by_id = {c.call_id: c for c in snapshot.calls}
+    return assignment_from(snapshot, order, {cid: live[by_id[cid].arrival_seq % len(live)] for cid in order})
+
+
+#: ``cache_aware``'s balance test (SGLang router's defaults scaled to a few dozen calls in flight).
+CACHE_AWARE_ABS_GAP = 4
+CACHE_AWARE_REL_GAP = 1.5
+CACHE_AWARE_MIN_MATCH = 0.5
+
+
+def cache_aware(snapshot: Snapshot) -> Assignment:
+    """Longest-prefix routing with a load cap (see the module doc)."""
+    workers = snapshot.live_workers
+    bs = snapshot.cost.block_size
+    shadow = {w.worker_id: RadixCache(block_size=bs) for w in workers}
+    queued = {w.worker_id: w.num_running + w.num_waiting for w in workers}
+    order = topo_order(snapshot.calls, key=lambda c: c.arrival_seq)
+    by_id: dict[Hashable, PendingCall] = {c.call_id: c for c in snapshot.calls}
+    worker_of: dict[Hashable, int] = {}
+    for cid in order:
+        p = by_id[cid].prompt_token_ids
+        hi, lo = max(queued.values()), min(queued.values())
+        balanced = hi - lo <= CACHE_AWARE_ABS_GAP or hi <= CACHE_AWARE_REL_GAP * lo
+        match = {w.worker_id: max(w.resident.peek(p), shadow[w.worker_id].peek(p)) for w in workers}
+        best = max(workers, key=lambda w: (match[w.worker_id], -queued[w.worker_id], -w.worker_id))
+        if balanced and match[best.worker_id] >= CACHE_AWARE_MIN_MATCH * len(p):
+            chosen = best.worker_id
+        else:
+            chosen = min(workers, key=lambda w: (queued[w.worker_id], w.worker_id)).worker_id
+        worker_of[cid] = chosen
+        queued[chosen] += 1
+        shadow[chosen].insert(p)
+    return assignment_from(snapshot, order, worker_of)
+
