@@ -37,7 +37,8 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+import operator
+from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
@@ -57,15 +58,13 @@ def document(row: int, num_words: int) -> str:
     return " ".join(rng.choice(WORDS) + ("." if rng.random() < 0.08 else "") for _ in range(num_words))
 
 
+class State(TypedDict, total=False):
+    doc: str
+    answers: Annotated[list, operator.add]
+
+
 def build(llm: Any, *, turns: int = 3) -> Any:
     """Two agents per row, each a multi-turn conversation about the row's document (sync nodes)."""
-    import operator
-    from typing import Annotated
-
-    class State(TypedDict, total=False):
-        doc: str
-        answers: Annotated[list, operator.add]
-
     def fan_out(state: State) -> list[Send]:
         return [Send("agent", {"doc": state["doc"], "agent": a}) for a in ("A", "B")]
 
