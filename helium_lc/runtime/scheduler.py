@@ -339,7 +339,8 @@ class RuntimeScheduler:
                                              f"{request.request_id}, so the call was not retried.") from exc
             raise
         if result is None:
-            raise WorkerDiedError(f"The stream of request {request.request_id} ended without a result.")
+            error = StreamInterruptedError if streamed else WorkerDiedError  # never re-stream sent text
+            raise error(f"The stream of request {request.request_id} ended without a result.")
         return result
 
     async def _submit(self, request: GenerationRequest, options: ScheduleOptions,

@@ -25,9 +25,10 @@ def fresh_pool(pool):
     return pool
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def servers():
-    """Two real vLLM OpenAI servers (default model, one core each, prefix caching, dev mode)."""
+    """Two real vLLM OpenAI servers (default model, one core each, prefix caching, dev mode),
+    stopped when the module that uses them ends (idle servers would slow the later tests)."""
     from helium_lc.engine.local_servers import LocalServers
 
     with LocalServers(2) as s:
