@@ -90,6 +90,13 @@ class HeliumChatModel(BaseChatModel):
             self.pool = get_default_pool()
         return self.pool.start()
 
+    def cache_identity(self) -> dict[str, Any]:
+        """Which weights answer this model's calls: its pool's :meth:`WorkerPool.identity`
+        (model folder fingerprint, dtype, engine settings). Part of its prompt-cache keys, so two
+        models on different pools never share cached answers; computing it starts no engine."""
+        pool = self.pool if self.pool is not None else get_default_pool(start=False)
+        return pool.identity()
+
     @property
     def resolved_model_name(self) -> str:
         if self.model_name:

@@ -103,6 +103,13 @@ def explain(app_or_fast: Any, *, file: IO[str] | None = None, mermaid_path: str 
         "every chat-model call inside a run is intercepted: deterministic calls (temperature 0) "
         "are cached and deduplicated, sampled calls go straight to their model",
     ])
+    last = fast.last_run_stats()
+    if last is not None:
+        lines += _section("last run (prompt cache)", [
+            f"{last.num_cache_hits} calls reused from the cache, {last.num_cache_misses} computed"
+            + (f"; the first computed call came from node {last.first_cache_miss_node!r}"
+               if last.first_cache_miss_node else "; nothing was recomputed"),
+        ] if cfg.use_prompt_cache else ["prompt cache off"])
     schedulers = fast.schedulers()
     lines += _section("scheduler (the last plans: shared prefixes in the TRT, planned order per worker)",
                       [line for sched in schedulers for line in sched.explain_text().splitlines()]

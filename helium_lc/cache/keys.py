@@ -219,7 +219,18 @@ def canonical_messages_text(prompt: Any) -> str:
 def model_identity(model: Any) -> dict[str, Any]:
     """Which model answers: ``{"class": module.qualname, <identity fields>...}``.
 
-    ``model`` may be a chat model (any object) or a plain string naming the model.
+    ``model`` may be a chat model (any object) or a plain string naming the model. A model
+    whose fields do not say which weights answer (``HeliumChatModel``: the weights are its
+    pool's) provides a ``cache_identity()`` method; its JSON-able result is added under
+    ``"serves"`` -- for a pool: the model folder's fingerprint, dtype and engine settings.
+
+    Example:
+        >>> class Model:
+        ...     model_name = ""
+        ...     def cache_identity(self):
+        ...         return {"weights": "folder-A"}
+        >>> model_identity(Model())["serves"]
+        {'weights': 'folder-A'}
     """
     if isinstance(model, str):
         return {"class": "str", "model": model}
@@ -229,6 +240,9 @@ def model_identity(model: Any) -> dict[str, Any]:
         value = getattr(model, name, None)
         if value is not None and not callable(value):
             out[name] = _to_jsonable(value, name)
+    identity = getattr(model, "cache_identity", None)
+    if callable(identity):
+        out["serves"] = _to_jsonable(identity(), "cache_identity()")
     return out
 
 

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -35,7 +36,13 @@ from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 from helium_lc.cache.codec import decode_value, encode_value
 from helium_lc.cache.keys import CacheKey
 
-__all__ = ["CacheStats", "PromptCache", "MemoryPromptCache", "SQLitePromptCache"]
+__all__ = ["CacheStats", "CacheFileError", "PromptCache", "MemoryPromptCache", "SQLitePromptCache"]
+
+log = logging.getLogger(__name__)
+
+
+class CacheFileError(RuntimeError):
+    """The prompt-cache file cannot be used; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -116,16 +123,36 @@ class _Counters:
 
 
 class MemoryPromptCache:
-    """A thread-safe in-process LRU prompt cache holding at most ``max_entries`` entries."""
+    """A thread-safe in-process LRU prompt cache, bounded by entries and by bytes.
 
-    def __init__(self, max_entries: int = 100_000) -> None:
-        if not isinstance(max_entries, int) or max_entries < 1:
+    Args:
+        max_entries: at most this many entries (least recently used evicted first).
+        max_bytes: at most this many bytes of stored text (keys' canonical text plus encoded
+            values, counted as UTF-8-ish string lengths); default 256 MiB. One entry larger than
+            the whole budget is not stored.
+    """
+
+    DEFAULT_MAX_BYTES = 256 * 2**20
+
+    def __init__(self, max_entries: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 1:
             raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}.")
+        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+            raise ValueError(f"max_bytes must be a positive integer (bytes), got {max_bytes!r}; "
+                             "e.g. MemoryPromptCache(max_bytes=64 * 2**20).")
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         # digest -> (canonical_text, encoded value); most recently used last.
         self._entries: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._num_bytes = 0
         self._counters = _Counters()
+
+    @property
+    def num_bytes(self) -> int:
+        """Bytes held now (the measure ``max_bytes`` bounds)."""
+        with self._lock:
+            return self._num_bytes
 
     def get(self, key: CacheKey) -> Any | None:
         return self.get_many([key])[0]
@@ -161,15 +188,23 @@ class MemoryPromptCache:
             rows.append((key, encode_value(value)))  # encode outside the lock
         with self._lock:
             for key, text in rows:
+                size = len(key.canonical_text) + len(text)
+                if size > self.max_bytes:
+                    continue  # larger than the whole budget: never held
+                old = self._entries.pop(key.digest, None)
+                if old is not None:
+                    self._num_bytes -= len(old[0]) + len(old[1])
                 self._entries[key.digest] = (key.canonical_text, text)
-                self._entries.move_to_end(key.digest)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+                self._num_bytes += size
+            while len(self._entries) > self.max_entries or self._num_bytes > self.max_bytes:
+                _, (canonical, value) = self._entries.popitem(last=False)
+                self._num_bytes -= len(canonical) + len(value)
                 self._counters.num_evictions += 1
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._num_bytes = 0
             self._counters.reset()
 
     def stats(self) -> CacheStats:
@@ -197,24 +232,97 @@ class SQLitePromptCache:
         " created_s REAL NOT NULL)"
     )
 
+    _COLUMNS = ("digest", "canonical_text", "value_json", "created_s")
+
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
         if busy_timeout_s <= 0:
             raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s!r}.")
         self.path = os.fspath(path)
         parent = os.path.dirname(os.path.abspath(self.path))
+        if os.path.isdir(self.path):
+            raise self._file_error("is a folder",
+                                   f"pass a file path, e.g. {os.path.join(self.path, 'helium_cache.sqlite')!r}")
         if not os.path.isdir(parent):
             raise FileNotFoundError(
-                f"cannot create prompt cache {self.path!r}: folder {parent!r} does not exist; "
+                f"cannot create prompt cache {self.path!r} (cache_path): folder {parent!r} does not exist; "
                 "create it first."
             )
         self._lock = threading.Lock()
         self._counters = _Counters()
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, check_same_thread=False,
-                                     isolation_level=None)  # autocommit; explicit BEGIN below
-        with self._lock:
+        self.num_corrupt_rows = 0
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, check_same_thread=False,
+                                         isolation_level=None)  # autocommit; explicit BEGIN below
+        except sqlite3.Error as exc:
+            raise self._file_error(f"cannot be opened ({exc})",
+                                   "check the permissions of the file and its folder, or pass another cache_path") from exc
+        try:
+            with self._lock:
+                self._open_checked()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _file_error(self, problem: str, fix: str) -> CacheFileError:
+        return CacheFileError(f"The prompt-cache file {self.path!r} (HeliumConfig.cache_path) {problem}; "
+                              f"{fix}.")
+
+    def _open_checked(self) -> None:
+        """Set the connection up and refuse files that are not (or cannot be) a helium_lc cache."""
+        other = "delete it or pass another cache_path"
+        try:
+            tables = [name for (name,) in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        except sqlite3.DatabaseError as exc:  # a text file, a truncated or corrupt database
+            raise self._file_error(f"is not a readable SQLite database ({exc})", other) from exc
+        if "prompt_cache" in tables:
+            columns = tuple(row[1] for row in self._conn.execute("PRAGMA table_info(prompt_cache)"))
+            if columns != self._COLUMNS:
+                raise self._file_error(
+                    f"has a table prompt_cache with columns {list(columns)}, not a helium_lc cache's "
+                    f"{list(self._COLUMNS)}", "pass another cache_path (or delete the file)")
+        elif tables:
+            raise self._file_error(
+                f"is an SQLite database with other tables ({', '.join(sorted(tables)[:5])}), not a helium_lc "
+                "prompt cache", "pass a new file path as cache_path")
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(self._SCHEMA)
+            self._conn.execute("BEGIN IMMEDIATE")  # a write probe: read-only files fail here, not mid-run
+            try:
+                self._conn.execute("INSERT OR REPLACE INTO prompt_cache VALUES ('', '', '', 0)")
+            finally:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            raise self._file_error(
+                f"cannot be written ({exc})",
+                "make the file and its folder writable (the cache also writes -wal/-shm files next to it) "
+                "or pass another cache_path") from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._file_error(f"is corrupt ({exc})", other) from exc
+
+    def _execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        """Run one statement; SQLite failures become a CacheFileError naming the file."""
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise self._file_error(f"failed a query ({exc})",
+                                   "check the file (disk full? permissions? corrupt?) or pass another cache_path") from exc
+
+    def _decode(self, digest: str, text: str) -> Any | None:
+        """A stored value, or None (counted as a miss, logged) when the row is corrupt."""
+        try:
+            return decode_value(text)
+        except Exception as exc:  # noqa: BLE001 - any undecodable row is a miss, never a failed call
+            with self._lock:
+                self.num_corrupt_rows += 1
+                self._counters.num_hits -= 1
+                self._counters.num_misses += 1
+            log.warning("helium_lc: prompt-cache file %r has a corrupt row (digest %s...: %s); "
+                        "treated as a miss, the call is recomputed and the row replaced.",
+                        self.path, digest[:12], exc)
+            return None
 
     def get(self, key: CacheKey) -> Any | None:
         return self.get_many([key])[0]
@@ -226,11 +334,11 @@ class SQLitePromptCache:
             for start in range(0, len(wanted), 500):  # stay under SQLite's variable limit
                 chunk = wanted[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                for digest, text, value in self._conn.execute(
+                for digest, text, value in self._execute(
                         f"SELECT digest, canonical_text, value_json FROM prompt_cache "
                         f"WHERE digest IN ({marks})", chunk):
                     found[digest] = (text, value)
-            encoded: list[str | None] = []
+            encoded: list[tuple[str, str] | None] = []
             c = self._counters
             for key in keys:
                 if not key.is_deterministic:
@@ -244,8 +352,8 @@ class SQLitePromptCache:
                     encoded.append(None)
                 else:
                     c.num_hits += 1
-                    encoded.append(entry[1])
-        return [None if e is None else decode_value(e) for e in encoded]
+                    encoded.append((key.digest, entry[1]))
+        return [None if e is None else self._decode(*e) for e in encoded]
 
     def put(self, key: CacheKey, value: Any) -> None:
         self.put_many([(key, value)])
@@ -259,23 +367,26 @@ class SQLitePromptCache:
         if not rows:
             return
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO prompt_cache VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
+            except BaseException as exc:
                 self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._file_error(f"failed a write ({exc})",
+                                           "check the file (disk full? permissions?) or pass another cache_path") from exc
                 raise
-            self._conn.execute("COMMIT")
+            self._execute("COMMIT")
 
     def clear(self) -> None:
         with self._lock:
-            self._conn.execute("DELETE FROM prompt_cache")
+            self._execute("DELETE FROM prompt_cache")
             self._counters.reset()
 
     def stats(self) -> CacheStats:
         with self._lock:
-            (num_entries,) = self._conn.execute("SELECT COUNT(*) FROM prompt_cache").fetchone()
+            (num_entries,) = self._execute("SELECT COUNT(*) FROM prompt_cache").fetchone()
             return self._counters.stats(int(num_entries))
 
     def __len__(self) -> int:

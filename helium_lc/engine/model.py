@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -90,6 +91,31 @@ def check_model_dir(path: str | Path) -> Path:
     if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
         raise ModelNotFoundError(f"Model folder {str(p)!r} has no weights (*.safetensors or *.bin).")
     return p
+
+
+def model_fingerprint(path: str | Path) -> dict[str, object]:
+    """What identifies a model folder's outputs, cheaply: its absolute path, the SHA-256 of its
+    ``config.json`` / ``generation_config.json`` / tokenizer files, and each weight file's name,
+    size and modification time (weights are not hashed: gigabytes; a rewritten file gets a new
+    mtime, so a changed checkpoint never shares prompt-cache entries with the old one).
+
+    Example:
+        >>> fp = model_fingerprint(resolve_model())  # doctest: +SKIP
+        >>> sorted(fp)                               # doctest: +SKIP
+        ['files', 'path', 'weights']
+    """
+    p = Path(path).expanduser().resolve()
+    files: dict[str, str] = {}
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja", "special_tokens_map.json"):
+        f = p / name
+        if f.is_file():
+            files[name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    weights = []
+    for f in sorted([*p.glob("*.safetensors"), *p.glob("*.bin")]):
+        st = f.stat()
+        weights.append([f.name, st.st_size, st.st_mtime_ns])
+    return {"path": str(p), "files": files, "weights": weights}
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:

@@ -135,6 +135,7 @@ class WorkerPool:
         self.max_restarts = max_restarts
         self.events: list[PoolEvent] = []
         self.model_path: Path | None = None
+        self._identity: dict[str, Any] | None = None
         self.tokenizer: Any = None
         self._loop: EngineLoop | None = None
         self._slots: dict[int, _Slot] = {}
@@ -156,15 +157,7 @@ class WorkerPool:
                 raise EngineError("This WorkerPool was shut down; create a new one.")
             if self._loop is not None:
                 return self
-            from helium_lc.engine.model import check_model_dir, resolve_model
-
-            if ((self._custom_workers is not None or self._servers is not None) and self._model_arg is None
-                    and env.model_override() is None):
-                from helium_lc.engine.model import ensure_default_model
-                self.model_path = ensure_default_model(self._cache_dir)
-            else:
-                self.model_path = resolve_model(self._model_arg, cache_dir=self._cache_dir)
-            check_model_dir(self.model_path)
+            self.model_path = self._resolve_model_path()
             from transformers import AutoTokenizer
 
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
@@ -189,6 +182,55 @@ class WorkerPool:
             self._loop = loop
             lifecycle.track(self)
         return self
+
+    def _resolve_model_path(self) -> Path:
+        if self.model_path is not None:
+            return self.model_path
+        from helium_lc.engine.model import check_model_dir, ensure_default_model, resolve_model
+
+        if ((self._custom_workers is not None or self._servers is not None) and self._model_arg is None
+                and env.model_override() is None):
+            return check_model_dir(ensure_default_model(self._cache_dir))
+        return check_model_dir(resolve_model(self._model_arg, cache_dir=self._cache_dir))
+
+    def identity(self) -> dict[str, Any]:
+        """What decides this pool's outputs, as JSON data -- part of every prompt-cache key of a
+        ``HeliumChatModel`` on it, so a cache file shared by pools on different models, dtypes or
+        engine settings never serves one pool's answer to another.
+
+        In-process engines: the model folder's fingerprint (:func:`~helium_lc.engine.model.model_fingerprint`),
+        the dtype and the extra engine arguments; no engine is started. Remote servers: the local
+        model folder plus each server's served model and its root (the pool is started, which for
+        servers is a few HTTP requests). Ready-made workers: their classes and the model folder.
+        KV size, ``max_num_seqs`` and ``block_size`` are left out: they change when work runs, not
+        what greedy decoding computes.
+
+        Example:
+            >>> WorkerPool(start=False).identity()["engine"]  # doctest: +SKIP
+            'vllm'
+        """
+        with self._start_lock:
+            if self._identity is not None:
+                return self._identity
+        from helium_lc.engine.model import model_fingerprint
+
+        out: dict[str, Any] = {"model": model_fingerprint(self._resolve_model_path())}
+        if self._servers is not None:
+            self.start()
+            out["engine"] = "servers"
+            out["served"] = sorted({f"{getattr(w, 'served_model', '')}@{getattr(w, 'model_root', '')}"
+                                    for w in self.workers})
+        elif self._custom_workers is not None:
+            out["engine"] = "workers"
+            out["workers"] = sorted({f"{type(w).__module__}.{type(w).__qualname__}" for w in self._custom_workers})
+        else:
+            kw = self._worker_kwargs
+            out["engine"] = "vllm"
+            out["dtype"] = kw["dtype"] or default_dtype()
+            out["engine_args"] = {k: repr(v) for k, v in sorted(kw["extra"].items())}
+        with self._start_lock:
+            self._identity = out
+        return out
 
     def _max_outstanding(self, worker: Worker) -> int:
         cfg = getattr(worker, "config", None)
@@ -584,14 +626,17 @@ _default_pool: WorkerPool | None = None
 _default_lock = threading.Lock()
 
 
-def get_default_pool() -> WorkerPool:
-    """The process-wide shared pool (default model, settings from the environment)."""
+def get_default_pool(*, start: bool = True) -> WorkerPool:
+    """The process-wide shared pool (default model, settings from the environment).
+
+    ``start=False`` returns it without starting its engines (e.g. to read its ``identity()``).
+    """
     global _default_pool
     with _default_lock:
         if _default_pool is None or _default_pool._closed:
             _default_pool = WorkerPool(start=False)
         pool = _default_pool
-    return pool.start()
+    return pool.start() if start else pool
 
 
 def set_default_pool(pool: WorkerPool | None) -> None:

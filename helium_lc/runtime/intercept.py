@@ -108,15 +108,20 @@ def resolve_route(model: Any, route: Mapping[str, Any]) -> tuple[str, Any] | Non
 
 
 def call_key(model: BaseChatModel, messages: list[Any], stop: list[str] | None,
-             kwargs: Mapping[str, Any]) -> CacheKey:
+             kwargs: Mapping[str, Any], served_by: Any = None) -> CacheKey:
     """The prompt-cache key of one intercepted call (raises UncacheableError).
 
     Sampling fields passed per call (e.g. ``model.invoke(x, temperature=0.7)``) override the
-    model's own when deciding determinism.
+    model's own when deciding determinism. ``served_by`` is the pool a ``route`` sends the
+    client's calls to: its identity joins the key (the pool answers, not the client's endpoint).
     """
     params = dict(model_output_params(model))
     params.update({k: v for k, v in kwargs.items() if k in OUTPUT_PARAM_FIELDS and v is not None})
-    return chat_call_key(model, messages, params=params, stop=stop, call_kwargs=kwargs)
+    call_kwargs = dict(kwargs)
+    identity = getattr(served_by, "identity", None)
+    if callable(identity):
+        call_kwargs["served_by"] = identity()
+    return chat_call_key(model, messages, params=params, stop=stop, call_kwargs=call_kwargs)
 
 
 def _freeze(result: ChatResult) -> str:
@@ -164,9 +169,9 @@ class _Call:
         self.rt, self.model, self.run_manager, self.kwargs = rt, model, run_manager, kwargs
         self.origin = rt.begin_call(getattr(run_manager, "metadata", None))
         self.key: CacheKey | None = None
-        self._check_route()
+        served_by = self._check_route()
         try:
-            key = call_key(model, messages, stop, kwargs)
+            key = call_key(model, messages, stop, kwargs, served_by)
         except UncacheableError as exc:
             log.debug("uncacheable call from node %r: %s", self.origin.node, exc)
             rt.recorder.add(num_uncacheable_calls=1)
@@ -176,19 +181,21 @@ class _Call:
             return
         self.key = key
 
-    def _check_route(self) -> None:
+    def _check_route(self) -> Any:
+        """The pool ``route`` sends this client's calls to (None when not routed)."""
         hit = resolve_route(self.model, self.rt.config.route)
         if hit is None:
-            return
+            return None
         if _route_handler is not None:
             _route_handler(self.model, hit[1])
-        elif _is_routed(self.model):
-            pass  # AcceleratedGraph wrapped the run in integrations.openai_transport.route_openai
-        elif hit[0] not in _warned_routes:
-            _warned_routes.add(hit[0])
-            log.warning("route %r matches a %s client, but no HTTP transport is registered "
-                        "(helium_lc.integrations.openai_transport); its calls still go to its own "
-                        "endpoint.", hit[0], type(self.model).__name__)
+        elif not _is_routed(self.model):  # else AcceleratedGraph wrapped the run in route_openai
+            if hit[0] not in _warned_routes:
+                _warned_routes.add(hit[0])
+                log.warning("route %r matches a %s client, but no HTTP transport is registered "
+                            "(helium_lc.integrations.openai_transport); its calls still go to its own "
+                            "endpoint.", hit[0], type(self.model).__name__)
+            return None
+        return hit[1]
 
     @property
     def flight_key(self) -> tuple[str, str]:
@@ -201,6 +208,7 @@ class _Call:
             return None
         value = self.rt.cache.get(self.key)
         if value is None:
+            self.rt.recorder.cache_miss(self.origin.node)
             return None
         self.rt.recorder.add(num_cache_hits=1)
         return _freeze(value)

@@ -27,7 +27,9 @@ class RunStats:
     Attributes:
         num_llm_calls_requested: chat-model calls the graph's nodes made.
         num_llm_calls_sent: calls that reached a model or engine (the rest were served).
-        num_cache_hits: calls answered from the prompt cache.
+        num_cache_hits: calls answered from the prompt cache (on a re-run: calls reused).
+        num_cache_misses: deterministic calls the prompt cache did not hold, so they were computed
+            (on a re-run after an edit: calls recomputed).
         num_dedup_hits: calls that shared an identical in-flight call's result.
         num_sampled_calls: non-deterministic calls (never cached or deduplicated).
         num_uncacheable_calls: deterministic calls whose prompt had no canonical form.
@@ -42,11 +44,15 @@ class RunStats:
         wall_s: wall time of the run (sum over runs).
         num_rows: inputs run.
         num_failed_rows: inputs whose run raised.
+        first_cache_miss_node: the graph node of the run's first prompt-cache miss -- after an edit,
+            where recomputation began (None when every cacheable call was served; a sum keeps
+            the earliest run's).
     """
 
     num_llm_calls_requested: int = 0
     num_llm_calls_sent: int = 0
     num_cache_hits: int = 0
+    num_cache_misses: int = 0
     num_dedup_hits: int = 0
     num_sampled_calls: int = 0
     num_uncacheable_calls: int = 0
@@ -59,6 +65,7 @@ class RunStats:
     wall_s: float = 0.0
     num_rows: int = 0
     num_failed_rows: int = 0
+    first_cache_miss_node: str | None = None
 
     @property
     def num_llm_calls_saved(self) -> int:
@@ -68,17 +75,22 @@ class RunStats:
     def __add__(self, other: "RunStats") -> "RunStats":
         if not isinstance(other, RunStats):
             return NotImplemented
-        return RunStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)
+                  if f.name != "first_cache_miss_node"}
+        return RunStats(**summed, first_cache_miss_node=self.first_cache_miss_node or other.first_cache_miss_node)
 
     def summary(self) -> str:
         """One line for logs: requested/sent/hits/dedup/sampled and wall time."""
         return (f"{self.num_rows} rows ({self.num_failed_rows} failed): "
                 f"{self.num_llm_calls_requested} LLM calls requested, {self.num_llm_calls_sent} sent, "
-                f"{self.num_cache_hits} cache hits, {self.num_dedup_hits} dedup hits, "
+                f"{self.num_cache_hits} cache hits, {self.num_cache_misses} misses"
+                f"{' (first in node ' + repr(self.first_cache_miss_node) + ')' if self.first_cache_miss_node else ''}, "
+                f"{self.num_dedup_hits} dedup hits, "
                 f"{self.num_sampled_calls} sampled; {self.wall_s:.3f} s")
 
 
-_COUNTERS = tuple(f.name for f in fields(RunStats) if f.name not in ("wall_s", "num_rows", "num_failed_rows"))
+_COUNTERS = tuple(f.name for f in fields(RunStats)
+                  if f.name not in ("wall_s", "num_rows", "num_failed_rows", "first_cache_miss_node"))
 
 
 class StatsRecorder:
@@ -87,6 +99,7 @@ class StatsRecorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, float] = {name: 0.0 if name.endswith("_s") else 0 for name in _COUNTERS}
+        self._first_miss_node: str | None = None
 
     def add(self, **deltas: float) -> None:
         """Add ``deltas`` to the named counters (names as in :class:`RunStats`)."""
@@ -95,6 +108,13 @@ class StatsRecorder:
                 if name not in self._counts:
                     raise KeyError(f"unknown run counter {name!r}; known: {', '.join(_COUNTERS)}.")
                 self._counts[name] += delta
+
+    def cache_miss(self, node: str | None) -> None:
+        """Count one prompt-cache miss; the first one's node is kept."""
+        with self._lock:
+            self._counts["num_cache_misses"] += 1
+            if self._first_miss_node is None:
+                self._first_miss_node = node or "(outside any node)"
 
     def get(self, name: str) -> float:
         """The current value of one counter."""
@@ -105,4 +125,4 @@ class StatsRecorder:
         """The counters so far as a frozen :class:`RunStats`."""
         with self._lock:
             return RunStats(**self._counts, wall_s=wall_s, num_rows=num_rows,
-                            num_failed_rows=num_failed_rows)
+                            num_failed_rows=num_failed_rows, first_cache_miss_node=self._first_miss_node)

@@ -199,3 +199,17 @@ def test_codec_round_trips_every_message_kind() -> None:
     # The codec's tag key is reserved in user dicts.
     with pytest.raises(UnstorableValueError, match="reserved"):
         encode_value({"__hlc__": 1})
+
+
+def test_memory_cache_is_bounded_by_bytes() -> None:
+    # 200 entries of ~10 kB each in a 100 kB budget: the oldest are evicted, the newest kept.
+    cache = MemoryPromptCache(max_bytes=100_000)
+    for i in range(200):
+        cache.put(key(f"prompt {i}"), "x" * 10_000)
+    assert cache.num_bytes <= 100_000 and 5 <= len(cache) <= 10
+    assert cache.get(key("prompt 199")) == "x" * 10_000 and cache.get(key("prompt 0")) is None
+    assert cache.stats().num_evictions == 200 - len(cache)
+    cache.put(key("huge"), "y" * 200_000)  # larger than the whole budget: not held, nothing evicted
+    assert cache.get(key("huge")) is None and cache.get(key("prompt 199")) is not None
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        MemoryPromptCache(max_bytes=0)
