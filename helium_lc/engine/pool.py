@@ -20,6 +20,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -50,6 +51,20 @@ def least_outstanding(pool: "WorkerPool", request: GenerationRequest) -> int:
     return min(pool.alive_worker_ids(), key=lambda w: (pool.num_outstanding(w), w))
 
 
+def restarts_in_window(times: Sequence[float], now: float, window_s: float) -> tuple[float, ...]:
+    """The restart times that still count: those less than ``window_s`` before ``now``.
+
+    A worker is restarted after a death while fewer than ``max_restarts`` restarts count, so a
+    long-lived pool survives occasional crashes forever, and a worker that crash-loops (more
+    than ``max_restarts`` deaths within ``restart_window_s``) is removed.
+
+    Example:
+        >>> restarts_in_window([10.0, 500.0, 900.0], now=1000.0, window_s=600.0)
+        (500.0, 900.0)
+    """
+    return tuple(t for t in times if now - t < window_s)
+
+
 @dataclass
 class _Slot:
     """Dispatcher state of one worker."""
@@ -59,7 +74,8 @@ class _Slot:
     num_admitted: int = 0
     waiting: list[tuple[int, int, asyncio.Future[None]]] = field(default_factory=list)
     alive: bool = True
-    restarts: int = 0
+    #: monotonic times of this slot's restarts (only those inside the pool's restart window count)
+    restart_times: tuple[float, ...] = ()
     restart_task: "asyncio.Task[None] | None" = None
 
 
@@ -85,6 +101,11 @@ class WorkerPool:
         workers: ready-made ``Worker`` objects instead of vLLM engines (e.g. ``SimWorker``);
             ``model`` is then used only for the tokenizer.
         router: picks a worker for requests that name none (default: least outstanding).
+        max_restarts, restart_window_s: a worker whose engine dies is restarted in the background
+            (its in-flight requests are retried on the others) unless it was already restarted
+            ``max_restarts`` times within the last ``restart_window_s`` seconds (default 2 in 10
+            minutes): then it crash-loops and is removed. Occasional crashes in a long-lived
+            service are always restarted.
         verbose: log the engines at INFO (default: errors only; ``HELIUM_LC_LOG_LEVEL`` overrides,
             see :mod:`helium_lc.engine.logs`).
         start: start the engines now (else on first use).
@@ -106,6 +127,7 @@ class WorkerPool:
         servers: Sequence[Any] | None = None,
         router: Router | None = None,
         max_restarts: int = 2,
+        restart_window_s: float = 600.0,
         verbose: bool = False,
         cache_dir: str | Path | None = None,
         start: bool = True,
@@ -120,8 +142,10 @@ class WorkerPool:
         n = len(given) if given is not None else (num_workers if num_workers is not None else env.num_workers())
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"num_workers must be a positive integer, got {n!r}. Use WorkerPool(num_workers=1) or more.")
-        if max_restarts < 0:
-            raise ValueError(f"max_restarts must be >= 0, got {max_restarts!r}.")
+        if not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}.")
+        if not isinstance(restart_window_s, (int, float)) or not restart_window_s > 0:
+            raise ValueError(f"restart_window_s must be a positive number of seconds, got {restart_window_s!r}.")
         self.num_workers = n
         self._model_arg = model
         self._cache_dir = cache_dir
@@ -133,6 +157,7 @@ class WorkerPool:
         )
         self.router: Router = router or least_outstanding
         self.max_restarts = max_restarts
+        self.restart_window_s = float(restart_window_s)
         self.events: list[PoolEvent] = []
         self.model_path: Path | None = None
         self._identity: dict[str, Any] | None = None
@@ -421,10 +446,15 @@ class WorkerPool:
             if not fut.done():
                 fut.set_exception(WorkerDiedError(f"worker {worker_id} died before admitting the request"))
         slot.waiting.clear()
-        if self._custom_workers is None and slot.restarts < self.max_restarts:
+        recent = restarts_in_window(slot.restart_times, time.monotonic(), self.restart_window_s)
+        if self._custom_workers is None and len(recent) < self.max_restarts:
+            slot.restart_times = (*recent, time.monotonic())
             slot.restart_task = asyncio.get_running_loop().create_task(self._restart(worker_id, slot))
         else:
-            self.events.append(PoolEvent("worker_removed", worker_id, "not restarted"))
+            self.events.append(PoolEvent(
+                "worker_removed", worker_id,
+                "not restarted" if self._custom_workers is not None else
+                f"died after {len(recent)} restarts within {self.restart_window_s:g} s (max_restarts)"))
 
     async def _restart(self, worker_id: int, old: _Slot) -> None:
         try:
@@ -437,7 +467,7 @@ class WorkerPool:
         except Exception as start_exc:  # noqa: BLE001
             self.events.append(PoolEvent("restart_failed", worker_id, str(start_exc)))
             return
-        self._slots[worker_id] = _Slot(new, self._max_outstanding(new), restarts=old.restarts + 1)
+        self._slots[worker_id] = _Slot(new, self._max_outstanding(new), restart_times=old.restart_times)
         lifecycle.track(self)  # keep the exit hook ahead of the new engine's
         self.events.append(PoolEvent("worker_restarted", worker_id, "restarted after a crash"))
 
@@ -446,14 +476,17 @@ class WorkerPool:
         if not any(s.alive for s in self._slots.values()):
             pending = [s.restart_task for s in self._slots.values() if s.restart_task and not s.restart_task.done()]
             if pending:
-                await asyncio.wait(pending)
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         return self._pick(request, worker_id)
 
     async def _generate_on_loop(self, request: GenerationRequest, worker_id: int | None,
                                 retry_elsewhere: bool = True) -> GenerationResult:
         last_exc: BaseException | None = None
-        # one retry on another worker if the first one dies (unless the caller re-plans itself)
-        for attempt in range(2 if retry_elsewhere else 1):
+        # On a death, retry elsewhere (unless the caller re-plans itself): each failed attempt
+        # finds another worker dead, so after num_workers of them every worker is restarting and
+        # the next attempt waits for the first restart to finish.
+        attempts = self.num_workers + 1 if retry_elsewhere else 1
+        for attempt in range(attempts):
             wid = await self._pick_async(request, worker_id if attempt == 0 else None)
             try:
                 await self._admit(wid, request.priority)
@@ -469,7 +502,8 @@ class WorkerPool:
             finally:
                 if self._slots[wid].worker is worker:
                     self._release(wid)
-        raise WorkerDiedError(f"Request {request.request_id} failed twice because workers died: {last_exc}") from last_exc
+        raise WorkerDiedError(f"Request {request.request_id} failed {attempts} times because workers died: "
+                              f"{last_exc}") from last_exc
 
     async def _stream_on_loop(self, request: GenerationRequest, worker_id: int | None) -> AsyncIterator[GenerationChunk]:
         wid = await self._pick_async(request, worker_id)

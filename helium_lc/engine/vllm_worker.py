@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,20 @@ _VLLM_ENV_LEAKS = ("LD_PRELOAD", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_ENABLE_V1_MU
                    "KMP_FORKJOIN_BARRIER_PATTERN", "KMP_PLAIN_BARRIER_PATTERN",
                    "KMP_REDUCTION_BARRIER_PATTERN", "TORCHINDUCTOR_COMPILE_THREADS",
                    "VLLM_WORKER_MULTIPROC_METHOD")
+
+
+#: Engine starts change process environment variables: one at a time, process-wide.
+_START_LOCK = threading.Lock()
+
+
+def _already_shut_down(timeout: float | None = None) -> None:
+    """Stands in for ``AsyncLLM.shutdown`` on an engine that was shut down."""
+
+
+def _shutdown_built_engine(fut: "asyncio.Future[Any]") -> None:
+    """Shut down an engine whose start was cancelled, once its constructor returns."""
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().shutdown()
 
 
 @contextlib.contextmanager
@@ -162,53 +177,73 @@ class VLLMWorker:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        """Create the engine (binding it to its CPU cores). Takes ~5-10 s on CPU."""
-        cfg = self.config
-        saved = env.snapshot()
-        log_settings = logs.engine_log_settings(cfg.verbose)
-        try:
-            # vLLM reads these at import, and the engine processes inherit them
-            for name, value in log_settings.items():
-                env.set_var(name, value)
-            if cfg.cpu_cores is not None:
-                env.set_var("VLLM_CPU_OMP_THREADS_BIND", cfg.cpu_cores)
-            from vllm.engine.arg_utils import AsyncEngineArgs
-            from vllm.v1.engine.async_llm import AsyncLLM
+        """Create the engine (binding it to its CPU cores). Takes ~5-10 s on CPU.
 
-            logs.apply_in_process(log_settings["VLLM_LOGGING_LEVEL"])
-            kwargs: dict[str, Any] = dict(
-                model=str(self.model_path),
-                tokenizer=str(self.model_path),
-                dtype=cfg.dtype,
-                max_model_len=cfg.max_model_len,
-                max_num_seqs=cfg.max_num_seqs,
-                enforce_eager=cfg.enforce_eager,
-                enable_prefix_caching=cfg.enable_prefix_caching,
-                kv_cache_memory_bytes=cfg.kv_cache_bytes,
-                seed=cfg.seed,
-                scheduling_policy=cfg.scheduling_policy,
-                disable_log_stats=False,
-                use_tqdm_on_load=not logs.engine_loads_quietly(cfg.verbose),
-                **({"block_size": cfg.block_size} if cfg.block_size else {}),
-                **({"max_num_batched_tokens": cfg.max_num_batched_tokens} if cfg.max_num_batched_tokens else {}),
-            )
-            kwargs.update(cfg.extra_engine_args)  # the caller's engine_args win
-            try:
-                with _no_main_reimport():
-                    self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
-            except Exception as exc:
-                raise EngineError(
-                    f"Worker {self.worker_id}: vLLM could not start on {self.model_path} ({type(exc).__name__}: {exc}). "
-                    "Check that the folder is a Hugging Face model vLLM supports and that kv_cache_gib fits in memory."
-                ) from exc
-        finally:
-            env.restore(saved, _VLLM_ENV_LEAKS + logs.SETTING_NAMES)
+        vLLM's engine constructor blocks (it spawns the engine-core process and waits for the
+        model to load), so it runs in a thread: the event loop -- shared with the pool's other
+        workers -- keeps serving them meanwhile (a restart does not freeze the pool). Starts are
+        serialised process-wide because they set process environment variables (the core binding).
+        If this coroutine is cancelled, the engine being built is shut down once it exists.
+        """
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, self._build_engine)
+        try:
+            engine = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(_shutdown_built_engine)
+            raise
+        self._engine = engine
         cache_cfg = self._engine.vllm_config.cache_config
         self.block_size = int(cache_cfg.block_size)
         num_blocks = getattr(cache_cfg, "num_gpu_blocks", None) or 0
         self.kv_capacity_tokens = int(num_blocks) * self.block_size or int(
-            cfg.kv_cache_bytes // max(1, self._bytes_per_token()))
+            self.config.kv_cache_bytes // max(1, self._bytes_per_token()))
         self._stats.alive = True
+
+    def _build_engine(self) -> Any:
+        """Construct the ``AsyncLLM`` (blocking; runs in a thread, one start at a time)."""
+        cfg = self.config
+        with _START_LOCK:
+            saved = env.snapshot()
+            log_settings = logs.engine_log_settings(cfg.verbose)
+            try:
+                # vLLM reads these at import, and the engine processes inherit them
+                for name, value in log_settings.items():
+                    env.set_var(name, value)
+                if cfg.cpu_cores is not None:
+                    env.set_var("VLLM_CPU_OMP_THREADS_BIND", cfg.cpu_cores)
+                from vllm.engine.arg_utils import AsyncEngineArgs
+                from vllm.v1.engine.async_llm import AsyncLLM
+
+                logs.apply_in_process(log_settings["VLLM_LOGGING_LEVEL"])
+                kwargs: dict[str, Any] = dict(
+                    model=str(self.model_path),
+                    tokenizer=str(self.model_path),
+                    dtype=cfg.dtype,
+                    max_model_len=cfg.max_model_len,
+                    max_num_seqs=cfg.max_num_seqs,
+                    enforce_eager=cfg.enforce_eager,
+                    enable_prefix_caching=cfg.enable_prefix_caching,
+                    kv_cache_memory_bytes=cfg.kv_cache_bytes,
+                    seed=cfg.seed,
+                    scheduling_policy=cfg.scheduling_policy,
+                    disable_log_stats=False,
+                    use_tqdm_on_load=not logs.engine_loads_quietly(cfg.verbose),
+                    **({"block_size": cfg.block_size} if cfg.block_size else {}),
+                    **({"max_num_batched_tokens": cfg.max_num_batched_tokens} if cfg.max_num_batched_tokens else {}),
+                )
+                kwargs.update(cfg.extra_engine_args)  # the caller's engine_args win
+                try:
+                    with _no_main_reimport():
+                        return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+                except Exception as exc:
+                    raise EngineError(
+                        f"Worker {self.worker_id}: vLLM could not start on {self.model_path} "
+                        f"({type(exc).__name__}: {exc}). Check that the folder is a Hugging Face model vLLM "
+                        "supports and that kv_cache_gib fits in memory."
+                    ) from exc
+            finally:
+                env.restore(saved, _VLLM_ENV_LEAKS + logs.SETTING_NAMES)
 
     def _bytes_per_token(self) -> int:
         mc = self._engine.vllm_config.model_config
@@ -231,6 +266,9 @@ class VLLMWorker:
         self._stats.alive = False
         if engine is not None:
             engine.shutdown()
+            # AsyncLLM.__del__ shuts down again; for an engine collected during interpreter teardown
+            # that second call fails ("Exception ignored in AsyncLLM.__del__"). Once is enough.
+            engine.shutdown = _already_shut_down
 
     def kill_engine_process(self) -> None:
         """Kill the engine-core process (fault-injection for tests)."""
