@@ -40,7 +40,7 @@ import dataclasses
 import logging
 import threading
 import weakref
-from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
@@ -116,6 +116,34 @@ def accelerate(app: Any, *, config: HeliumConfig | None = None,
     return AcceleratedGraph(app, cfg, output_keys=output_keys)
 
 
+def _row_limit(max_concurrency: int | None, max_rows_in_flight: int | None) -> int | None:
+    """Rows of a batch that may run at once: the smaller of the two limits that are set."""
+    limits = [n for n in (max_concurrency, max_rows_in_flight) if n is not None]
+    return min(limits) if limits else None
+
+
+def _check_inputs(inputs: Any) -> None:
+    if not isinstance(inputs, Sequence) or isinstance(inputs, (str, bytes, Mapping)):
+        raise TypeError(f"batch()/abatch() take a list of inputs (one per row), got {type(inputs).__name__}; "
+                        "for one input use invoke(x), or pass [x].")
+
+
+def _check_output_keys(app: Any, output_keys: Iterable[str] | None) -> tuple[str, ...] | None:
+    """``output_keys`` as a tuple, refusing names that are no state key of ``app`` (pruning would
+    otherwise keep or drop the wrong nodes silently)."""
+    if output_keys is None:
+        return None
+    keys = (output_keys,) if isinstance(output_keys, str) else tuple(output_keys)
+    channels = getattr(app, "channels", None)
+    if isinstance(channels, Mapping):
+        known = sorted(k for k in channels if not k.startswith("__") and not k.startswith("branch:"))
+        unknown = [k for k in keys if k not in channels]
+        if unknown:
+            raise ValueError(f"accelerate(output_keys=...) names {unknown}, which are not state keys of this graph; "
+                             f"its state keys are {known}.")
+    return keys
+
+
 class AcceleratedGraph(Runnable[Any, Any]):
     """A compiled graph run under the helium_lc runtime (see the module docstring).
 
@@ -132,7 +160,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
     def __init__(self, app: Any, config: HeliumConfig, *, output_keys: Iterable[str] | None = None) -> None:
         self.app = app
         self.config = config
-        self.output_keys = tuple(output_keys) if output_keys is not None else None
+        self.output_keys = _check_output_keys(app, output_keys)
         self.graph: Any = app
         self.plan: Any = None
         self.captured_plan: Any = None
@@ -298,6 +326,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         """``abatch`` on one event loop (all inputs concurrently); see :meth:`abatch`."""
+        _check_inputs(inputs)
         if not inputs:
             return []
         return run_sync(self.abatch(inputs, config, return_exceptions=return_exceptions, **kwargs))
@@ -309,13 +338,15 @@ class AcceleratedGraph(Runnable[Any, Any]):
         Sync nodes share ``HeliumConfig.max_sync_threads`` threads (started on demand), so
         the calls in flight are limited by the graph and the batch, not by the host's cores.
         ``max_concurrency`` in the config limits how many inputs run at once (and, as in
-        LangGraph, how many tasks of one step run at once). With ``return_exceptions=True``
+        LangGraph, how many tasks of one step run at once); ``HeliumConfig.max_rows_in_flight``
+        (default 1024) bounds it too, so very large batches stay within memory. With ``return_exceptions=True``
         a row whose run raises returns the exception and the other rows finish; otherwise
         the first error cancels the other rows and is raised.
 
         Example:
             >>> fast.batch(inputs, config={"max_concurrency": 4})   # doctest: +SKIP
         """
+        _check_inputs(inputs)
         if not inputs:
             return []
         configs = get_config_list(config, len(inputs))
@@ -335,7 +366,8 @@ class AcceleratedGraph(Runnable[Any, Any]):
             with self._routes(), wide_default_executor(asyncio.get_running_loop(), self.config.max_sync_threads):
                 outs = await run_rows(row, inputs, return_exceptions=return_exceptions, contexts=contexts,
                                       progress=want_progress(self.config.progress, len(inputs)),
-                                      max_concurrency=configs[0].get("max_concurrency"))
+                                      max_concurrency=_row_limit(configs[0].get("max_concurrency"),
+                                                                 self.config.max_rows_in_flight))
             return outs
         finally:
             num_failed = sum(isinstance(o, BaseException) for o in outs) if outs else len(inputs)

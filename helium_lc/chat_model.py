@@ -45,6 +45,21 @@ from helium_lc.engine.types import GenerationRequest, GenerationResult, Sampling
 from helium_lc.runtime import dispatch
 
 
+def stop_sequences(stop: Any) -> tuple[str, ...]:
+    """A call's ``stop`` as a tuple of strings (one string is one sequence), else a clear error.
+
+    Example:
+        >>> stop_sequences("\n"), stop_sequences(["a", "b"])
+        (('\n',), ('a', 'b'))
+    """
+    if isinstance(stop, str):
+        return (stop,)
+    if isinstance(stop, (list, tuple)) and all(isinstance(s, str) and s for s in stop):
+        return tuple(stop)
+    raise ValueError(f"stop must be a string or a list of non-empty strings, got {stop!r}; "
+                     "e.g. stop=['\\n\\n'].")
+
+
 class HeliumChatModel(BaseChatModel):
     """Chat model backed by a pool of real vLLM engines (prefix caching on).
 
@@ -77,6 +92,11 @@ class HeliumChatModel(BaseChatModel):
     @model_validator(mode="after")
     def _validate(self) -> "HeliumChatModel":
         self.default_sampling()  # raises a clear ValueError on bad parameters
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {self.timeout!r}; "
+                             "e.g. timeout=60.")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}.")
         return self
 
     # -- identity ---------------------------------------------------------------------------
@@ -116,8 +136,12 @@ class HeliumChatModel(BaseChatModel):
         params["ls_model_name"] = kwargs.get("model") or self.model_name or self._started_model_name()
         params["ls_temperature"] = kwargs.get("temperature", self.temperature)
         params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
-        if stop or self.stop:
-            params["ls_stop"] = list(stop or self.stop or [])
+        if isinstance(stop, str):
+            params["ls_stop"] = [stop]
+        elif isinstance(stop, (list, tuple)) and stop:
+            params["ls_stop"] = list(stop)
+        elif self.stop:
+            params["ls_stop"] = list(self.stop)
         return params
 
     def _started_model_name(self) -> str:
@@ -133,7 +157,7 @@ class HeliumChatModel(BaseChatModel):
             temperature=overrides.get("temperature", self.temperature),
             top_p=overrides.get("top_p", self.top_p), top_k=overrides.get("top_k", self.top_k),
             seed=overrides.get("seed", self.seed),
-            stop=tuple(stop if stop is not None else (self.stop or ())),
+            stop=stop_sequences(stop) if stop is not None else tuple(self.stop or ()),
             json_schema=json.dumps(json_schema, sort_keys=True) if isinstance(json_schema, dict) else json_schema,
             presence_penalty=overrides.get("presence_penalty", self.presence_penalty),
             frequency_penalty=overrides.get("frequency_penalty", self.frequency_penalty),

@@ -83,6 +83,11 @@ class HeliumConfig:
             OpenAI-compatible base URL, or a chat-model class and model name) across the runs of
             one accelerated graph, e.g. for a rate-limited provider; cache and dedup hits take
             no slot. None (default): no cap (a WorkerPool applies its own ``max_num_seqs``).
+        max_rows_in_flight: at most this many input rows of one ``batch``/``abatch`` run at
+            once (default 1024; None: all at once); the rest wait their turn, in input order, so a
+            batch of 100,000 rows holds 1024 rows' states in memory, not 100,000. 1024 rows keep
+            16 engines at ``max_num_seqs=64`` busy even with one call in flight per row.
+            ``max_concurrency`` in the RunnableConfig, when smaller, wins.
         route: ``base_url`` or model name of an OpenAI-compatible client -> WorkerPool.
         trace_capture: let capture run nodes on placeholder state (runs user code; opt-in).
         disabled_rules: optimizer rule names to skip (see :func:`rule_names`).
@@ -100,6 +105,7 @@ class HeliumConfig:
     progress: bool | None = None
     max_sync_threads: int = 256
     max_in_flight_per_backend: int | None = None
+    max_rows_in_flight: int | None = 1024
     route: Mapping[str, Any] = field(default_factory=dict)
     trace_capture: bool = False
     disabled_rules: frozenset[str] = frozenset()
@@ -124,6 +130,10 @@ class HeliumConfig:
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
             raise ValueError(f"HeliumConfig.max_in_flight_per_backend must be an integer >= 1 or None, got {cap!r}; "
                              "e.g. 8 for a provider that allows 8 concurrent requests.")
+        rows = self.max_rows_in_flight
+        if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 1):
+            raise ValueError(f"HeliumConfig.max_rows_in_flight must be an integer >= 1 or None, got {rows!r}; "
+                             "e.g. 1024 (the default).")
         if not isinstance(self.max_sync_threads, int) or isinstance(self.max_sync_threads, bool) \
                 or self.max_sync_threads < 1:
             raise ValueError(f"HeliumConfig.max_sync_threads must be an integer >= 1, got "

@@ -115,7 +115,11 @@ class CacheKey:
     def from_parts(cls, parts: Mapping[str, Any], *, is_deterministic: bool) -> "CacheKey":
         """Build a key from JSON-able ``parts`` (hashed as canonical JSON)."""
         text = canonical_json(parts)
-        return cls(hashlib.sha256(text.encode("utf-8")).hexdigest(), text, is_deterministic)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates: the model refuses such text clearly
+            raise UncacheableError(f"the call holds text that is not valid Unicode ({exc.reason})") from exc
+        return cls(hashlib.sha256(data).hexdigest(), text, is_deterministic)
 
 
 def _to_jsonable(value: Any, path: str) -> Any:
@@ -325,10 +329,14 @@ def chat_call_key(
         merged = dict(model_output_params(model) if params is None else params)
         sampling_part = _numbers_as_float(_to_jsonable(merged, "params"))
         deterministic = is_deterministic(merged)
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop)):
+        raise UncacheableError(f"stop={stop!r} is not a string or a list of strings (the model decides "
+                               "what to do with it).")
     parts = {
         "model": model_identity(model),
         "sampling": sampling_part,
-        "stop": list(stop) if stop else None,
+        "stop": ([stop] if isinstance(stop, str) else list(stop)) if stop else None,
         "call": _normalise_call_kwargs(call_kwargs or {}),
         "messages": [canonical_message(m) for m in _as_messages(prompt)],
     }

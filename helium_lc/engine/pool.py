@@ -19,6 +19,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,39 @@ Router = Callable[["WorkerPool", GenerationRequest], int]
 def least_outstanding(pool: "WorkerPool", request: GenerationRequest) -> int:
     """Default router: the live worker with the fewest running + waiting requests."""
     return min(pool.alive_worker_ids(), key=lambda w: (pool.num_outstanding(w), w))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def invalid_unicode(data: Any, path: str = "") -> str | None:
+    """Where ``data`` (JSON-like) holds text that is not valid Unicode (a lone surrogate), as an
+    error message naming the field and the fix; None when it is all valid.
+
+    Example:
+        >>> invalid_unicode({"messages": [{"role": "user", "content": "ok"}]}) is None
+        True
+        >>> invalid_unicode({"messages": [{"content": "bad " + chr(0xD800)}]}).split(":")[0]
+        'messages[0].content has a lone surrogate (U+D800) at character 4'
+    """
+    if isinstance(data, str):
+        m = _SURROGATE.search(data)
+        if m is None:
+            return None
+        return (f"{path or 'text'} has a lone surrogate (U+{ord(m.group()):04X}) at character {m.start()}: "
+                "it is not valid Unicode (often bytes decoded with errors='surrogateescape'). Clean the text "
+                "first, e.g. text.encode('utf-8', 'replace').decode('utf-8').")
+    if isinstance(data, Mapping):
+        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
+    elif isinstance(data, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
+    else:
+        return None
+    for sub_path, value in items:
+        problem = invalid_unicode(value, sub_path)
+        if problem is not None:
+            return problem
+    return None
 
 
 def restarts_in_window(times: Sequence[float], now: float, window_s: float) -> tuple[float, ...]:
@@ -146,6 +180,8 @@ class WorkerPool:
             raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}.")
         if not isinstance(restart_window_s, (int, float)) or not restart_window_s > 0:
             raise ValueError(f"restart_window_s must be a positive number of seconds, got {restart_window_s!r}.")
+        _check_engine_settings(kv_cache_gib=kv_cache_gib, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
+                               block_size=block_size, dtype=dtype, engine_args=engine_args)
         self.num_workers = n
         self._model_arg = model
         self._cache_dir = cache_dir
@@ -375,9 +411,15 @@ class WorkerPool:
         """Render chat messages (OpenAI-style dicts) and tools with the model's chat template."""
         if self.tokenizer is None:
             self.start()
-        ids = self.tokenizer.apply_chat_template(
-            list(messages), tools=list(tools) if tools else None,
-            add_generation_prompt=add_generation_prompt, tokenize=True)
+        try:
+            ids = self.tokenizer.apply_chat_template(
+                list(messages), tools=list(tools) if tools else None,
+                add_generation_prompt=add_generation_prompt, tokenize=True)
+        except TypeError as exc:  # the tokenizer's message for text that is not valid Unicode is cryptic
+            problem = invalid_unicode({"messages": list(messages), "tools": list(tools or [])})
+            if problem is None:
+                raise
+            raise ValueError(problem) from exc
         if hasattr(ids, "keys"):
             ids = ids["input_ids"]
         return list(ids)
@@ -392,7 +434,13 @@ class WorkerPool:
     def encode(self, text: str) -> list[int]:
         if self.tokenizer is None:
             self.start()
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        try:
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
+        except TypeError as exc:
+            problem = invalid_unicode({"text": text})
+            if problem is None:
+                raise
+            raise ValueError(problem) from exc
 
     def decode(self, token_ids: Sequence[int]) -> str:
         if self.tokenizer is None:
@@ -658,6 +706,31 @@ def _affinity() -> set[int]:
 
 _default_pool: WorkerPool | None = None
 _default_lock = threading.Lock()
+
+
+_DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
+
+
+def _check_engine_settings(*, kv_cache_gib: Any, max_model_len: Any, max_num_seqs: Any, block_size: Any,
+                           dtype: Any, engine_args: Any) -> None:
+    """Refuse engine settings vLLM would reject late (after a slow start) or misread."""
+    def positive_int(name: str, value: Any, example: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"WorkerPool({name}=...) must be a positive integer, got {value!r}; e.g. {name}={example}.")
+
+    if kv_cache_gib is not None and (isinstance(kv_cache_gib, bool) or not isinstance(kv_cache_gib, (int, float))
+                                     or not kv_cache_gib > 0):
+        raise ValueError(f"WorkerPool(kv_cache_gib=...) must be a positive number of GiB per worker, got "
+                         f"{kv_cache_gib!r}; e.g. kv_cache_gib=0.5.")
+    positive_int("max_model_len", max_model_len, "8192")
+    positive_int("max_num_seqs", max_num_seqs, "64")
+    if block_size is not None:
+        positive_int("block_size", block_size, "16")
+    if dtype is not None and dtype not in _DTYPES:
+        raise ValueError(f"WorkerPool(dtype=...) must be one of {list(_DTYPES)}, got {dtype!r}.")
+    if engine_args is not None and not isinstance(engine_args, Mapping):
+        raise ValueError(f"WorkerPool(engine_args=...) must be a dict of vLLM engine arguments, got "
+                         f"{type(engine_args).__name__}; e.g. engine_args={{'max_num_batched_tokens': 4096}}.")
 
 
 def get_default_pool(*, start: bool = True) -> WorkerPool:

@@ -32,7 +32,7 @@ import httpx
 
 from helium_lc.chat_model import _schema_from_response_format, _tool_choice_name
 from helium_lc.engine import chat_format
-from helium_lc.engine.pool import WorkerPool
+from helium_lc.engine.pool import WorkerPool, invalid_unicode
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, new_request_id
 
 __all__ = ["TransportConfig", "OpenAIRequestError", "ChatCall", "parse_chat_request", "completion_json",
@@ -232,6 +232,15 @@ def parse_chat_request(pool: WorkerPool, body: Any, config: TransportConfig) -> 
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, Mapping) for m in messages):
         raise OpenAIRequestError("'messages' must be a non-empty list of message objects.", param="messages")
+    for i, m in enumerate(messages):  # roles are free-form, as in vllm serve (the chat template decides)
+        if not isinstance(m.get("role"), str) or not m["role"]:
+            raise OpenAIRequestError(f"messages[{i}].role must be a non-empty string such as 'user', got "
+                                     f"{m.get('role')!r}.", param=f"messages[{i}].role")
+        if not isinstance(m.get("content"), (str, list, type(None))):
+            raise OpenAIRequestError(f"messages[{i}].content must be a string or a list of content parts, got "
+                                     f"{type(m['content']).__name__}.", param=f"messages[{i}].content")
+    if (problem := invalid_unicode(body)) is not None:
+        raise OpenAIRequestError(problem, param="messages")
     tools = body.get("tools") or []
     if not isinstance(tools, list) or any(not isinstance(t, Mapping) or t.get("type", "function") != "function"
                                           for t in tools):
