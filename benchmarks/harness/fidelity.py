@@ -16,6 +16,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import tempfile
 from types import ModuleType
 from typing import Any, Mapping, Sequence
 
@@ -28,22 +31,31 @@ __all__ = ["check_outputs"]
 
 
 def check_outputs(workload: ModuleType, params: Mapping[str, Any], num_inputs: int,
-                  systems: Sequence[SystemSpec], *, second_batch: bool = False) -> dict[str, bool]:
+                  systems: Sequence[SystemSpec], *, second_batch: bool = False,
+                  warm_params: Mapping[str, Any] | None = None) -> dict[str, bool]:
     """Per accelerated system, whether its outputs equal the plain graph's (deterministic model).
 
     With ``second_batch``, the accelerated graph first runs batch 1 (seed 0), then batch 2
-    (seed 1) is compared with a plain run of batch 2.
+    (seed 1) is compared with a plain run of batch 2. With ``warm_params`` (the ``iterate``
+    regime), the app built with ``warm_params`` first runs the batch with a persistent prompt
+    cache, then the app built with ``params`` runs it on the same cache file.
     """
     app = workload.build(DeterministicChatModel(), **params)
     batch1 = workload.make_inputs(num_inputs, seed=0, **params)
     batch2 = workload.make_inputs(num_inputs, seed=1, **params) if second_batch else batch1
     plain = normalize_state(asyncio.run(app.abatch(batch2)))
     out: dict[str, bool] = {}
-    for spec in systems:
-        if spec.config is None:
-            continue
-        fast = accelerate(app, config=spec.config)
-        if second_batch:
-            asyncio.run(fast.abatch(batch1))
-        out[spec.name] = normalize_state(asyncio.run(fast.abatch(batch2))) == plain
+    with tempfile.TemporaryDirectory(prefix="helium-fidelity-") as tmp:
+        for spec in systems:
+            if spec.config is None:
+                continue
+            config = spec.config
+            if warm_params is not None:
+                config = dataclasses.replace(config, cache_path=os.path.join(tmp, f"{spec.name}.sqlite"))
+                before = workload.build(DeterministicChatModel(), **warm_params)
+                asyncio.run(accelerate(before, config=config).abatch(batch1))
+            fast = accelerate(app, config=config)
+            if second_batch:
+                asyncio.run(fast.abatch(batch1))
+            out[spec.name] = normalize_state(asyncio.run(fast.abatch(batch2))) == plain
     return out

@@ -2,6 +2,8 @@
 
 - ``speedup.png``: speedup vs langgraph per workload, one bar per system, one panel per regime;
 - ``cache_hits.png``: share of prompt tokens served from the KV cache, per workload and system;
+- ``calls_reused.png``: share of requested LLM calls served from the prompt cache (``iterate``);
+- ``prefill_vs_bound.png``: computed prefill tokens over the lower bound (1.0 = nothing recomputed);
 - ``batch_sweep.png``: makespan and speedup of helium vs langgraph over batch sizes;
 - ``prefix_sweep.png``: the same over ``prefix_sweep`` settings;
 - ``timeline.png``: per-worker Gantt of engine requests in one run (langgraph and helium);
@@ -129,6 +131,10 @@ def make_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     made = [
         _regime_figure(results, "speedup_vs_langgraph", "speedup vs langgraph", d / "speedup.png", True),
         _regime_figure(results, "cache_hit_rate", "cached / prompt tokens", d / "cache_hits.png", False),
+        _regime_figure(results, "calls_reused_fraction", "calls served from the prompt cache / requested",
+                       d / "calls_reused.png", False),
+        _regime_figure(results, "computed_over_lower_bound", "computed prefill tokens / lower bound",
+                       d / "prefill_vs_bound.png", False),
         _sweep_figure(results.get("batch_sweep") or [], lambda r: r["num_inputs"], "batch size (inputs)",
                       d / "batch_sweep.png"),
         _sweep_figure(results.get("prefix_sweep") or [], lambda r: r["params"].get("system_tokens", 0),

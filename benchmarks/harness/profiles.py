@@ -8,7 +8,7 @@ Example:
     >>> p.repeats, p.workloads
     (3, ('mapred', 'debate'))
     >>> PROFILES["cpu"].regimes
-    ('ample', 'second-batch', 'kv-pressure', 'many-workers')
+    ('ample', 'second-batch', 'iterate', 'kv-pressure', 'many-workers')
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 __all__ = ["BenchProfile", "PROFILES", "REGIMES"]
 
 #: Every regime, in the order the runner measures them (real-engine regimes first).
-REGIMES: tuple[str, ...] = ("ample", "second-batch", "kv-pressure", "many-workers")
+REGIMES: tuple[str, ...] = ("ample", "second-batch", "iterate", "kv-pressure", "many-workers")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ _CPU_PARAMS = {"trading": {"num_traders": 2, "num_risk_rounds": 1},
 #: helium with and without its prompt cache: the whole profile took 38.9 minutes on the 2-core
 #: CPU VM (68.6 with every system in every regime).
 _CPU_REGIME_SYSTEMS = {"second-batch": ("langgraph", "helium", "helium-no-cache"),
+                       "iterate": ("langgraph", "helium"),
                        "kv-pressure": ("langgraph", "lspf", "prefix_affinity", "helium")}
 
 PROFILES: dict[str, BenchProfile] = {p.name: p for p in (

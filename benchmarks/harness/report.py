@@ -18,7 +18,8 @@ _COLUMNS = (("makespan_s", "makespan s", False), ("speedup_vs_langgraph", "speed
             ("num_llm_calls_sent", "calls sent", False), ("num_prompt_tokens", "prompt tok", False),
             ("num_cached_prompt_tokens", "cached tok", False), ("cache_hit_rate", "hit rate", True),
             ("computed_over_lower_bound", "computed/LB", False), ("planning_s", "plan s", False),
-            ("prompts_in_plain_fraction", "prompts in plain", True))
+            ("prompts_in_plain_fraction", "prompts in plain", True),
+            ("num_cache_hits", "calls reused", False), ("num_cache_misses", "calls computed", False))
 
 
 def fmt(v: Any, pct: bool = False) -> str:
@@ -53,11 +54,19 @@ def markdown_report(results: dict[str, Any]) -> str:
     fidelity = results.get("fidelity", {})
     for regime, data in results.get("regimes", {}).items():
         out += [f"## Regime `{regime}`", ""]
+        if regime == "second-batch":
+            out += ["A second batch of *new* inputs after a first one (caches kept): nothing repeats exactly.", ""]
+        if regime == "iterate":
+            edits = "; ".join(f"{c['workload']}: {c['edit']['before'] or 'defaults'} -> {c['edit']['after']}"
+                              for c in data["cells"])
+            out += ["The same inputs again after an edit (first version unmeasured, edited version measured; "
+                    f"helium's prompt cache in a SQLite file). Edits: {edits}.", ""]
         if regime == "kv-pressure":
             kv = ", ".join(f"{c['workload']}: {c['kv_capacity_tokens']} tokens "
                            f"({fmt(c['kv_fraction_of_unique'], pct=True)} of unique)" for c in data["cells"])
             out += [f"KV cache per engine: {kv}.", ""]
-        out += _cell_table(data["cells"], fidelity, "second_batch" if regime == "second-batch" else "same_batch")
+        out += _cell_table(data["cells"], fidelity, {"second-batch": "second_batch", "iterate": "iterate"}.get(
+            regime, "same_batch"))
         gm = data.get("geomean_speedup", {})
         out += ["", "Geometric-mean speedup over workloads: "
                 + ", ".join(f"{n} {fmt(v)}x" for n, v in gm.items()), ""]

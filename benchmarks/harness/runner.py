@@ -5,8 +5,11 @@ Rules the runner keeps (see ``benchmarks/README.md``):
   cache is reset and the accelerated graph's prompt cache cleared, so each starts cold;
 - systems run in the profile's order on even repeats and reversed on odd ones; the cell reports
   per-metric medians over repeats and speedups against ``langgraph`` measured in the same run;
-- ``second-batch``: each system runs batch 1 (unmeasured) then batch 2 (measured) without a reset
-  in between (helium keeps its caches; plain LangGraph only has vLLM's prefix cache);
+- ``second-batch``: each system runs batch 1 (unmeasured) then batch 2 of *new inputs* (measured)
+  without a reset in between (helium keeps its caches; plain LangGraph only has vLLM's prefix cache);
+- ``iterate``: each system runs the workload's first version (unmeasured), then the same inputs on
+  the version after the workload's ``ITERATE_EDIT`` (measured); helium's prompt cache persists in
+  a SQLite file (``cache_path``) between the two ``AcceleratedGraph`` objects;
 - ``kv-pressure``: the engine's KV cache holds ``kv_pressure_fraction`` of the batch's unique prompt
   tokens (measured in ``ample``), but at least one full sequence (``max_model_len`` is lowered);
 - ``many-workers``: the plain run's calls replayed on 4-64 simulated workers (``simulated.py``).
@@ -21,7 +24,10 @@ Example (simulated engines, about ten seconds):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import tempfile
 import time
 from typing import Any, Callable, Sequence
 
@@ -54,21 +60,41 @@ def _prompt_match(records: Sequence[Any], plain_prompts: set[tuple[int, ...]]) -
 
 def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec], pool: Any, *,
              num_inputs: int, max_output_tokens: int, repeats: int, second_batch: bool = False,
+             warm_params: dict[str, Any] | None = None, cache_dir: str | None = None,
              tick: Callable[[str], None] = lambda _: None, keep_timelines: bool = True) -> dict[str, Any]:
-    """Measure every system on one workload and pool; returns per-system repeats, medians, speedups."""
+    """Measure every system on one workload and pool; returns per-system repeats, medians, speedups.
+
+    ``second_batch``: an unmeasured batch of other inputs first. ``warm_params`` (the ``iterate``
+    regime): an unmeasured run of the same inputs on the app built with ``warm_params`` first --
+    the version before the user's edit -- then the measured run of the edited app (``params``);
+    accelerated systems keep their prompt cache in a file under ``cache_dir`` shared by both runs
+    (a new ``AcceleratedGraph`` over the same ``cache_path``, as after a restart).
+    """
     wl = _workload(workload)
-    app = wl.build(HeliumChatModel(pool=pool, max_tokens=max_output_tokens), **params)
+    llm = HeliumChatModel(pool=pool, max_tokens=max_output_tokens)
+    app = wl.build(llm, **params)
     sync_nodes = bool(params.get("sync_nodes", not wl.IS_ASYNC))  # run it the way its users would
     batches = [wl.make_inputs(num_inputs, seed=0, **params)]
     if second_batch:
         batches.append(wl.make_inputs(num_inputs, seed=1, **params))
+    if warm_params is not None:
+        batches.append(batches[0])
+    warm_app = wl.build(llm, **warm_params) if warm_params is not None else app
     targets: dict[str, Any] = {}
+    warm_targets: dict[str, Any] = {}
     capture_s: dict[str, float] = {}
     for s in systems:
         t0 = time.perf_counter()
-        targets[s.name] = accelerate(app, config=s.config) if s.config is not None else app
-        if s.config is not None:
+        config = s.config
+        if config is not None and warm_params is not None:
+            if cache_dir is None:
+                raise ValueError("run_cell(warm_params=...) needs cache_dir= for the persistent prompt cache.")
+            config = dataclasses.replace(config, cache_path=os.path.join(cache_dir, f"{workload}-{s.name}.sqlite"))
+        targets[s.name] = accelerate(app, config=config) if config is not None else app
+        if config is not None:
             capture_s[s.name] = time.perf_counter() - t0
+        warm_targets[s.name] = (accelerate(warm_app, config=config) if config is not None else warm_app) \
+            if warm_params is not None else targets[s.name]
     per_system: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     timelines: dict[str, list[dict[str, Any]]] = {}
     footprint = {"unique_prompt_tokens": 0, "max_sequence_tokens": 0}
@@ -81,8 +107,8 @@ def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec
             pool.reset_prefix_cache()
             if spec.config is not None:
                 target.clear_cache()
-            for batch in batches[:-1]:
-                measure_batch(spec, target, batch, pool, sync_nodes=sync_nodes)  # second-batch warm-up
+            for batch in batches[:-1]:  # second-batch / iterate warm-up
+                measure_batch(spec, warm_targets[name], batch, pool, sync_nodes=sync_nodes)
             m = measure_batch(spec, target, batches[-1], pool, sync_nodes=sync_nodes)
             metrics = m.metrics(pool.block_size)
             if name in capture_s:
@@ -139,7 +165,8 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
     sweep_specs = [SYSTEMS[n] for n in SWEEP_SYSTEMS]
     real = [r for r in profile.regimes if r != "many-workers"]
     specs_of = {r: [SYSTEMS[n] for n in profile.systems_for(r, [s.name for s in specs])] for r in REGIMES}
-    n_real = sum(len(profile.workloads) * len(specs_of[r]) for r in real)
+    n_real = sum((len(iterate_workloads(profile.workloads)) if r == "iterate" else len(profile.workloads))
+                 * len(specs_of[r]) for r in real)
     n_sweep = len(profile.batch_sizes) + len(profile.prefix_sweep)
     total = (n_real + n_sweep * len(sweep_specs)) * profile.repeats \
         + len(profile.workloads) * ("many-workers" in profile.regimes) + len(profile.workloads)
@@ -155,7 +182,7 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
                                "regimes": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     t_start = time.perf_counter()
     footprints: dict[str, dict[str, int]] = {}
-    needs_ample_pool = any(r in real for r in ("ample", "second-batch", "kv-pressure")) or n_sweep
+    needs_ample_pool = any(r in real for r in ("ample", "second-batch", "iterate", "kv-pressure")) or n_sweep
     pool = pool_factory(PoolSpec(num_workers=profile.num_workers)) if needs_ample_pool else None
     try:
         if pool is not None:
@@ -172,6 +199,8 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
                 if regime == "ample":
                     footprints[w] = cell["footprint"]
             results["regimes"][regime] = {"cells": cells, "geomean_speedup": _geomeans(cells)}
+        if "iterate" in real:
+            results["regimes"]["iterate"] = _iterate(profile, specs_of["iterate"], pool, tick, common)
         if "kv-pressure" in real:
             for w in profile.workloads:
                 if w not in footprints:  # measure the batch's footprint once on the ample pool
@@ -210,9 +239,35 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
             "same_batch": check_outputs(_workload(w), profile.params_for(w), profile.num_inputs, specs),
             "second_batch": check_outputs(_workload(w), profile.params_for(w), profile.num_inputs,
                                           [SYSTEMS["helium"]], second_batch=True)}
+        if "iterate" in profile.regimes and w in iterate_workloads([w]):
+            before, after = _workload(w).ITERATE_EDIT
+            base = profile.params_for(w)
+            results["fidelity"][w]["iterate"] = check_outputs(
+                _workload(w), {**base, **after}, profile.num_inputs, [SYSTEMS["helium"]],
+                warm_params={**base, **before})
     bar.close()
     results["wall_s"] = time.perf_counter() - t_start
     return results
+
+
+def iterate_workloads(workloads: Sequence[str]) -> list[str]:
+    """The workloads that define an edit for the ``iterate`` regime (``ITERATE_EDIT``)."""
+    return [w for w in workloads if getattr(_workload(w), "ITERATE_EDIT", None) is not None]
+
+
+def _iterate(profile: BenchProfile, specs: list[SystemSpec], pool: Any, tick: Callable[[str], None],
+             common: dict[str, Any]) -> dict[str, Any]:
+    """The ``iterate`` regime: run, edit one node's prompt or a config field, run the same inputs again."""
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="helium-iterate-") as cache_dir:
+        for w in iterate_workloads(profile.workloads):
+            before, after = _workload(w).ITERATE_EDIT
+            base = profile.params_for(w)
+            cell = run_cell(w, {**base, **after}, specs, pool, warm_params={**base, **before},
+                            cache_dir=cache_dir, tick=tick, **common)
+            cell["edit"] = {"before": before, "after": after}
+            cells.append(cell)
+    return {"cells": cells, "geomean_speedup": _geomeans(cells)}
 
 
 def _sweep_batch_sizes(profile: BenchProfile, specs: list[SystemSpec], pool: Any,

@@ -139,6 +139,9 @@ class BatchMeasure:
         if self.run_stats is not None:
             out["num_llm_calls_requested"] = self.run_stats.num_llm_calls_requested
             out["num_cache_hits"] = self.run_stats.num_cache_hits
+            out["num_cache_misses"] = self.run_stats.num_cache_misses
+            requested = self.run_stats.num_llm_calls_requested
+            out["calls_reused_fraction"] = self.run_stats.num_cache_hits / requested if requested else 0.0
             out["num_dedup_hits"] = self.run_stats.num_dedup_hits
         out.update(self.extra)
         return out

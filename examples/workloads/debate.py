@@ -43,6 +43,9 @@ NAME = "debate"
 IS_ASYNC = False
 DEFAULTS: dict[str, Any] = {"num_agents": 3, "num_rounds": 2, "data_source": "auto"}
 
+#: The ``iterate`` benchmark's edit: one more debate round; round 1's calls are the same calls.
+ITERATE_EDIT: tuple[dict[str, Any], dict[str, Any]] = ({"num_rounds": 1}, {"num_rounds": 2})
+
 PERSONAS: tuple[str, ...] = (
     "a careful accountant who checks every arithmetic step twice",
     "a mathematics teacher who first restates the problem in simple terms",

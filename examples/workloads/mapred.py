@@ -38,7 +38,13 @@ from .data import load_qa
 
 NAME = "mapred"
 IS_ASYNC = True
-DEFAULTS: dict[str, Any] = {"num_experts": 4, "context_words": 300, "data_source": "auto", "sync_nodes": False}
+DEFAULTS: dict[str, Any] = {"num_experts": 4, "context_words": 300, "data_source": "auto", "sync_nodes": False,
+                            "summary_instruction": ""}
+
+#: The ``iterate`` benchmark's edit: (first run's params, edited run's params) -- the editor's
+#: instruction changes, so only the summary call of each input is new.
+ITERATE_EDIT: tuple[dict[str, Any], dict[str, Any]] = (
+    {}, {"summary_instruction": "Answer in at most three sentences."})
 
 #: (role, what this expert pays attention to). The paper's MapRed uses 14 experts.
 ROLES: tuple[tuple[str, str], ...] = (
@@ -124,7 +130,11 @@ def build(llm: BaseChatModel, **params: Any) -> CompiledStateGraph:
                                           role=role, focus=focus, expert_index=i))
                 for i, (role, focus) in enumerate(roles)]
 
-    summary_chain = SUMMARY_PROMPT | llm
+    summary_prompt = SUMMARY_PROMPT
+    if p["summary_instruction"]:
+        summary_prompt = ChatPromptTemplate.from_messages([
+            ("system", f"{SUMMARY_SYSTEM} {p['summary_instruction']}"), SUMMARY_PROMPT.messages[1]])
+    summary_chain = summary_prompt | llm
 
     def answer(task: ExpertTask, reply: Any) -> dict[str, Any]:
         return {"answers": [{"index": task["expert_index"], "role": task["role"],

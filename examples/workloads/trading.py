@@ -49,7 +49,11 @@ NAME = "trading"
 IS_ASYNC = True
 DEFAULTS: dict[str, Any] = {"num_traders": 8, "num_invest_rounds": 1, "num_risk_rounds": 3,
                             "risk_judge_per_trader": False, "num_days": 10, "num_news": 4,
-                            "data_source": "auto"}
+                            "data_source": "auto", "fund_manager_instruction": ""}
+
+#: The ``iterate`` benchmark's edit: the fund manager's instructions change (the last call).
+ITERATE_EDIT: tuple[dict[str, Any], dict[str, Any]] = (
+    {}, {"fund_manager_instruction": "Also name the one risk that would reverse the decision."})
 
 _FIRM = "You work at a trading firm that decides, once a day, whether to buy, hold or sell a stock."
 
@@ -233,7 +237,8 @@ def build(llm: BaseChatModel, **params: Any) -> CompiledStateGraph:
                               f"Risk review: {r['verdict']}" for r in reviews)
         user = (f"{_header(state)}\n\nInvestment plan:\n{state['investment_plan']}\n\n"
                 f"Traders' proposals after risk review:\n{listing}\n\nYour final decision:")
-        return {"final_decision": await ask(FUND_MANAGER_SYSTEM, user)}
+        system = f"{FUND_MANAGER_SYSTEM} {p['fund_manager_instruction']}".strip()
+        return {"final_decision": await ask(system, user)}
 
     graph = StateGraph(TradingState)
     for name in ANALYSTS:

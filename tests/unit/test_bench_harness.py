@@ -15,7 +15,7 @@ from benchmarks.harness.plots import make_plots  # noqa: E402
 from benchmarks.harness.pools import PoolSpec, sim_pool_factory  # noqa: E402
 from benchmarks.harness.profiles import PROFILES, BenchProfile  # noqa: E402
 from benchmarks.harness.recorder import CallRecord, trace_to_calls  # noqa: E402
-from benchmarks.harness.report import write_results  # noqa: E402
+from benchmarks.harness.report import markdown_report, write_results  # noqa: E402
 from benchmarks.harness.runner import kv_pressure_spec, run_benchmark  # noqa: E402
 from benchmarks.harness.systems import select_systems  # noqa: E402
 
@@ -147,3 +147,22 @@ def test_regime_systems_limit_what_a_regime_measures() -> None:
     assert set(res["regimes"]["ample"]["cells"][0]["median"]) == {"langgraph", "lspf"}
     with pytest.raises(ValueError, match="regime_systems names unknown regimes"):
         profile.with_overrides(regime_systems={"warm": ("helium",)})
+
+
+def test_iterate_regime_reuses_the_calls_before_the_edit() -> None:
+    # mapred with 2 experts, 2 inputs: the edit changes the summariser's instruction, so helium's
+    # measured run reuses the 4 expert calls from the persistent cache and computes the 2 summaries;
+    # plain LangGraph computes all 6 calls again. Outputs equal the plain edited run.
+    profile = PROFILES["quick"].with_overrides(
+        workloads=("mapred", "reflect"), regimes=("iterate",), num_inputs=2, repeats=1, max_output_tokens=4,
+        batch_sizes=(), prefix_sweep=(), workload_params={"mapred": {"num_experts": 2, "data_source": "bundled"},
+                                                          "reflect": {"data_source": "bundled"}})
+    res = run_benchmark(profile, pool_factory=sim_pool_factory(), systems=["helium"], progress=False)
+    cells = res["regimes"]["iterate"]["cells"]
+    assert [c["workload"] for c in cells] == ["mapred"]  # reflect defines no edit
+    med = cells[0]["median"]
+    assert med["helium"]["num_cache_hits"] == 4 and med["helium"]["num_cache_misses"] == 2
+    assert med["helium"]["num_llm_calls_sent"] == 2 and med["langgraph"]["num_llm_calls_sent"] == 6
+    assert cells[0]["edit"]["after"] == {"summary_instruction": "Answer in at most three sentences."}
+    assert res["fidelity"]["mapred"]["iterate"] == {"helium": True}
+    assert "Regime `iterate`" in markdown_report(res) and "calls reused" in markdown_report(res)
