@@ -173,9 +173,9 @@ class HeliumChatModel(BaseChatModel):
         response_format = kwargs.pop("response_format", None)
         kwargs.pop("ls_structured_output_format", None)
         if response_format is not None and json_schema is None:
-            json_schema = _schema_from_response_format(response_format)
+            json_schema = chat_format.schema_from_response_format(response_format)
         if tools and tool_choice not in (None, "auto", "none") and json_schema is None:
-            forced = None if tool_choice in ("any", "required", True) else _tool_choice_name(tool_choice)
+            forced = None if tool_choice in ("any", "required", True) else chat_format.tool_choice_name(tool_choice)
             json_schema = chat_format.forced_tool_schema(tools, forced)
         unknown = set(kwargs) - {"max_tokens", "temperature", "top_p", "top_k", "seed",
                                  "presence_penalty", "frequency_penalty"}
@@ -342,7 +342,7 @@ class HeliumChatModel(BaseChatModel):
         """Bind tools (rendered into the prompt); ``tool_choice`` "any"/"required"/a name forces a call."""
         formatted = [convert_to_openai_tool(t) for t in tools]
         if tool_choice is not None and tool_choice not in ("auto", "none", "any", "required", True):
-            name = _tool_choice_name(tool_choice)
+            name = chat_format.tool_choice_name(tool_choice)
             if name not in [t["function"]["name"] for t in formatted]:
                 raise ValueError(f"tool_choice={tool_choice!r} names no bound tool; bound: "
                                  f"{[t['function']['name'] for t in formatted]}.")
@@ -393,29 +393,9 @@ def _usage(result: GenerationResult) -> UsageMetadata:
     )
 
 
-def _tool_choice_name(tool_choice: Any) -> str | None:
-    if isinstance(tool_choice, str):
-        return tool_choice
-    if isinstance(tool_choice, Mapping):
-        fn = tool_choice.get("function", tool_choice)
-        return fn.get("name")
-    return None
-
-
 def _forces_tool(kwargs: Mapping[str, Any]) -> bool:
     return bool(kwargs.get("tools")) and kwargs.get("tool_choice") not in (None, "auto", "none") \
         and kwargs.get("json_schema") is None and kwargs.get("response_format") is None
-
-
-def _schema_from_response_format(response_format: Any) -> Any:
-    if isinstance(response_format, Mapping):
-        if response_format.get("type") == "json_schema":
-            js = response_format.get("json_schema", {})
-            return js.get("schema", js)
-        if response_format.get("type") == "json_object":
-            return {"type": "object"}
-        return dict(response_format)
-    return convert_to_json_schema(response_format)
 
 
 def _result_from_chunks(chunks: list[ChatGenerationChunk]) -> ChatResult:

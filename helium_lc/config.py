@@ -100,7 +100,7 @@ class HeliumConfig:
     prune: bool = True
     cse: bool = True
     warm: bool = True
-    warm_threshold_tokens: int = 200
+    warm_threshold_tokens: int = 192  # = helium_lc.schedule.policies.helium.WARM_MIN_TOKENS (a test checks)
     row_gate: bool = True
     progress: bool | None = None
     max_sync_threads: int = 256

@@ -204,3 +204,36 @@ def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
     if isinstance(node, list):
         return [_rewrite_refs(v, renames) for v in node]
     return node
+
+
+def tool_choice_name(tool_choice: Any) -> str | None:
+    """The tool a ``tool_choice`` names (a string, or OpenAI's ``{"function": {"name": ...}}``).
+
+    Example:
+        >>> tool_choice_name({"type": "function", "function": {"name": "add"}}), tool_choice_name("add")
+        ('add', 'add')
+    """
+    if isinstance(tool_choice, str):
+        return tool_choice
+    if isinstance(tool_choice, Mapping):
+        fn = tool_choice.get("function", tool_choice)
+        return fn.get("name")
+    return None
+
+
+def schema_from_response_format(response_format: Any) -> Any:
+    """The JSON schema an OpenAI ``response_format`` (or a pydantic class / schema) asks for.
+
+    Example:
+        >>> schema_from_response_format({"type": "json_schema", "json_schema": {"schema": {"type": "object"}}})
+        {'type': 'object'}
+    """
+    if isinstance(response_format, Mapping):
+        if response_format.get("type") == "json_schema":
+            js = response_format.get("json_schema", {})
+            return js.get("schema", js)
+        if response_format.get("type") == "json_object":
+            return {"type": "object"}
+        return dict(response_format)
+    from langchain_core.utils.function_calling import convert_to_json_schema
+    return convert_to_json_schema(response_format)

@@ -30,7 +30,6 @@ from typing import Any, AsyncIterator, Iterator, Mapping
 
 import httpx
 
-from helium_lc.chat_model import _schema_from_response_format, _tool_choice_name
 from helium_lc.engine import chat_format
 from helium_lc.engine.pool import WorkerPool, invalid_unicode
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, new_request_id
@@ -255,11 +254,11 @@ def parse_chat_request(pool: WorkerPool, body: Any, config: TransportConfig) -> 
             raise OpenAIRequestError("'response_format' must be {'type': 'text' | 'json_object' | 'json_schema', ...}.",
                                      param="response_format")
         if response_format["type"] != "text":
-            json_schema = _schema_from_response_format(response_format)
+            json_schema = chat_format.schema_from_response_format(response_format)
     forced = False
     try:
         if tools and tool_choice not in (None, "auto", "none") and json_schema is None:
-            name = None if tool_choice == "required" else _tool_choice_name(tool_choice)
+            name = None if tool_choice == "required" else chat_format.tool_choice_name(tool_choice)
             json_schema = chat_format.forced_tool_schema(tools, name)
             forced = True
         if json_schema is not None:

@@ -60,6 +60,7 @@ from helium_lc.engine.types import (GenerationChunk, GenerationRequest, Generati
 from helium_lc.runtime.sched_model import (RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
                                            choose_warm_prefixes, row_footprints, template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
+from helium_lc.schedule.policies.helium import WARM_MIN_TOKENS
 from helium_lc.schedule.policies import ROUTERS, ROW_MAJOR, get_policy
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
 
@@ -94,7 +95,7 @@ class ScheduleOptions:
 
     policy: str = "helium"
     warm: bool = True
-    warm_threshold_tokens: int = 200
+    warm_threshold_tokens: int = WARM_MIN_TOKENS
     gather_window_s: float | None = None
     row_gate: bool = True
 

@@ -140,3 +140,11 @@ def test_explain_names_sampled_calls_and_unanalysable_nodes() -> None:
     text = explain(fast, file=io.StringIO())
     assert "- llm:merge#0: sampled decoding, results are never cached or shared" in text
     assert "- node:left: writes unknown" in text
+
+
+def test_one_warming_threshold_default() -> None:
+    from helium_lc.runtime.scheduler import ScheduleOptions
+    from helium_lc.schedule.policies.helium import WARM_MIN_TOKENS, HeliumOptions
+    defaults = {HeliumConfig().warm_threshold_tokens, ScheduleOptions().warm_threshold_tokens,
+                HeliumOptions().warm_min_tokens}
+    assert defaults == {WARM_MIN_TOKENS}

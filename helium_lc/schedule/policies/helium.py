@@ -53,11 +53,16 @@ from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot
 from helium_lc.schedule.trt import TemplatedRadixTree, TRTNode
 
 
+#: The shortest static prefix worth warming, in tokens: the one default of the policy, the runtime
+#: scheduler and ``HeliumConfig.warm_threshold_tokens``.
+WARM_MIN_TOKENS = 192
+
+
 @dataclass(frozen=True)
 class HeliumOptions:
     """Knobs of the Helium policy; validated on construction."""
 
-    warm_min_tokens: int = 192          # warm only static prefixes at least this long
+    warm_min_tokens: int = WARM_MIN_TOKENS  # warm only static prefixes at least this long
     exhaustive_max_workers: int = 8     # up to this many workers, every worker is a candidate
     max_improve_moves: int = 256        # local-search moves after packing
     refine_max_calls: int = 16          # batches up to this size get makespan-scored local search
