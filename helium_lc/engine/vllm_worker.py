@@ -192,6 +192,13 @@ class VLLMWorker:
         except asyncio.CancelledError:
             fut.add_done_callback(_shutdown_built_engine)
             raise
+        # Built off the loop, AsyncLLM defers its output handler (and the task that reads the
+        # engine core's socket) to the first request. Start them now, as a constructor running on
+        # the loop does: an engine that dies before its first request is otherwise never noticed
+        # by the request that finds it dead (its socket was closed without a task to report it).
+        start_output_handler = getattr(engine, "_run_output_handler", None)
+        if callable(start_output_handler):
+            start_output_handler()
         self._engine = engine
         cache_cfg = self._engine.vllm_config.cache_config
         self.block_size = int(cache_cfg.block_size)

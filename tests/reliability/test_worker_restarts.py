@@ -17,39 +17,74 @@ from langgraph.graph import END, START, StateGraph
 
 from helium_lc import HeliumChatModel, HeliumConfig, accelerate
 from helium_lc.engine.pool import WorkerPool
-from helium_lc.engine.types import SamplingSpec
+from helium_lc.engine.types import SamplingSpec, WorkerDiedError
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
+def wait_until_all_alive(pool: WorkerPool, timeout_s: float = 180.0) -> None:
+    """Wait for restarts left running by an earlier scenario."""
+    deadline = time.monotonic() + timeout_s
+    while any(not pool.is_alive(w) for w in range(pool.num_workers)):
+        assert time.monotonic() < deadline, f"workers not back within {timeout_s} s: {pool.events}"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def two_workers():
-    pool = WorkerPool(num_workers=2, kv_cache_gib=0.25, max_model_len=1024, max_num_seqs=8)
+    # this module kills engines five times: allow that many restarts within the window
+    pool = WorkerPool(num_workers=2, kv_cache_gib=0.25, max_model_len=1024, max_num_seqs=8, max_restarts=10)
     yield pool
     pool.shutdown()
+
+
+def test_an_engine_killed_before_its_first_request_is_noticed(two_workers: WorkerPool) -> None:
+    # The fixture's worker 0 has served nothing yet. Kill it and let vLLM's monitor close its
+    # sockets; a request to it must then fail as a dead worker (and start a restart), not hang.
+    pool = two_workers
+    ids = pool.apply_chat_template([{"role": "user", "content": "Say hi."}])
+    pool.workers[0].kill_engine_process()
+    time.sleep(3)
+
+    async def ask_worker_0() -> Exception | None:
+        try:
+            await asyncio.wait_for(pool.agenerate(ids, SamplingSpec(max_tokens=2), worker_id=0,
+                                                  retry_elsewhere=False), timeout=60)
+        except asyncio.TimeoutError:
+            raise AssertionError("a request to a dead engine hung for 60 s") from None
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        return None
+
+    exc = asyncio.run(ask_worker_0())
+    assert isinstance(exc, WorkerDiedError), exc
+    assert pool.generate(ids, SamplingSpec(max_tokens=2), timeout_s=180).num_output_tokens >= 1
 
 
 def test_the_healthy_worker_keeps_serving_while_another_restarts(two_workers: WorkerPool) -> None:
     pool = two_workers
     ids = pool.apply_chat_template([{"role": "user", "content": "Count to twenty."}])
-    pool.generate(ids, SamplingSpec(max_tokens=2), worker_id=1)
+    pool.generate(ids, SamplingSpec(max_tokens=2), worker_id=1, timeout_s=180)
+    wait_until_all_alive(pool)
 
     async def scenario() -> tuple[list[float], float, float]:
         done: list[float] = []
+        seen = len(pool.events)  # only this scenario's events count
         kill_s = time.monotonic()
         pool.workers[0].kill_engine_process()
         restarted_s = None
         deadline = kill_s + 120
         while time.monotonic() < deadline:
-            await pool.agenerate(ids, SamplingSpec(max_tokens=8), worker_id=1)
+            await asyncio.wait_for(pool.agenerate(ids, SamplingSpec(max_tokens=8), worker_id=1), timeout=60)
             done.append(time.monotonic())
-            if any(e.kind == "worker_restarted" and e.worker_id == 0 for e in pool.events):
+            if any(e.kind == "worker_restarted" and e.worker_id == 0 for e in pool.events[seen:]):
                 restarted_s = time.monotonic()
                 break
-            if not any(e.kind == "worker_died" for e in pool.events):
+            if not any(e.kind == "worker_died" for e in pool.events[seen:]):
                 # worker 0's death is only noticed by a request to it
                 try:
-                    await pool.agenerate(ids, SamplingSpec(max_tokens=1), worker_id=0, retry_elsewhere=False)
+                    await asyncio.wait_for(pool.agenerate(ids, SamplingSpec(max_tokens=1), worker_id=0,
+                                                          retry_elsewhere=False), timeout=60)
                 except Exception:  # noqa: BLE001 - the dead engine answers with WorkerDiedError
                     pass
         assert restarted_s is not None, f"worker 0 was not restarted within 120 s: {pool.events}"
@@ -65,8 +100,9 @@ def test_the_healthy_worker_keeps_serving_while_another_restarts(two_workers: Wo
 
 def test_with_every_engine_killed_a_request_waits_for_the_first_restart(two_workers: WorkerPool) -> None:
     pool = two_workers
+    wait_until_all_alive(pool)
     ids = pool.apply_chat_template([{"role": "user", "content": "Say hi."}])
-    pool.generate(ids, SamplingSpec(max_tokens=2))
+    pool.generate(ids, SamplingSpec(max_tokens=2), timeout_s=180)
     for w in pool.workers:
         w.kill_engine_process()
     before = len(pool.events)
@@ -98,6 +134,7 @@ def build(llm: Any) -> Any:
 
 def test_a_batch_with_an_engine_killed_mid_way_loses_and_repeats_no_row(two_workers: WorkerPool) -> None:
     pool = two_workers
+    wait_until_all_alive(pool)
     rows = [{"topic": f"topic {i}"} for i in range(12)]
     fast = accelerate(build(HeliumChatModel(pool=pool, max_tokens=12)),
                       config=HeliumConfig(progress=False, prompt_cache=False, dedup=False))
@@ -106,7 +143,7 @@ def test_a_batch_with_an_engine_killed_mid_way_loses_and_repeats_no_row(two_work
         task = asyncio.ensure_future(fast.abatch(rows, return_exceptions=True))
         await asyncio.sleep(1.5)
         pool.workers[1].kill_engine_process()
-        return await task
+        return await asyncio.wait_for(task, timeout=300)
 
     out = asyncio.run(run())
     assert not [o for o in out if isinstance(o, Exception)], out
