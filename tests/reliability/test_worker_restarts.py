@@ -17,7 +17,7 @@ from langgraph.graph import END, START, StateGraph
 
 from helium_lc import HeliumChatModel, HeliumConfig, accelerate
 from helium_lc.engine.pool import WorkerPool
-from helium_lc.engine.types import SamplingSpec, WorkerDiedError
+from helium_lc.engine.types import SamplingSpec, StreamInterruptedError, WorkerDiedError
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -151,3 +151,38 @@ def test_a_batch_with_an_engine_killed_mid_way_loses_and_repeats_no_row(two_work
     assert all(o["line"] and o["title"] for o in out)
     stats = fast.last_run_stats()
     assert stats.num_failed_rows == 0 and stats.num_llm_calls_requested == 24
+
+
+def test_an_engine_killed_mid_stream_is_a_clear_error_and_the_pool_serves_on(two_workers: WorkerPool) -> None:
+    # Text already reached the caller, so the call cannot be re-run elsewhere and spliced on:
+    # the stream ends with StreamInterruptedError saying so; the next call is served.
+    pool = two_workers
+    wait_until_all_alive(pool)
+    llm = HeliumChatModel(pool=pool, max_tokens=200)
+
+    async def line(state: Row) -> dict[str, str]:
+        return {"line": (await llm.ainvoke(f"Write a long story about {state['topic']}.")).text}
+
+    g = StateGraph(Row)
+    g.add_node("line", line).add_edge(START, "line").add_edge("line", END)
+    fast = accelerate(g.compile(), config=HeliumConfig(progress=False, prompt_cache=False))
+
+    async def run() -> tuple[int, BaseException | None]:
+        chunks = 0
+        try:
+            async for _msg, _meta in fast.astream({"topic": "a lighthouse"}, stream_mode="messages"):
+                chunks += 1
+                if chunks == 3:
+                    busy = [w for w in range(pool.num_workers) if pool.num_outstanding(w) > 0]
+                    assert busy, "no worker is serving the stream"
+                    pool.workers[busy[0]].kill_engine_process()
+        except Exception as exc:  # noqa: BLE001
+            return chunks, exc
+        return chunks, None
+
+    chunks, exc = asyncio.run(asyncio.wait_for(run(), timeout=120))
+    assert isinstance(exc, StreamInterruptedError), exc
+    assert "streamed chunks" in str(exc) and "not retried" in str(exc)
+    assert chunks >= 3
+    ids = pool.apply_chat_template([{"role": "user", "content": "Say hi."}])
+    assert pool.generate(ids, SamplingSpec(max_tokens=2), timeout_s=180).num_output_tokens >= 1
