@@ -83,7 +83,8 @@ def accelerate(app: Any, *, config: HeliumConfig | None = None,
         app: a compiled LangGraph ``StateGraph`` (or a prebuilt agent built on one).
         config: the options (:class:`~helium_lc.config.HeliumConfig`); default all on.
         output_keys: the state keys the caller reads (default: the output schema's keys);
-            pure nodes that only feed other keys are pruned.
+            pure nodes that only feed other keys are pruned. A key that is not in the graph's
+            state is refused (a misspelt key would prune the wrong nodes).
         servers: URLs of your vLLM OpenAI-compatible servers (``["http://gpu1:8000", ...]``):
             one :class:`~helium_lc.engine.pool.WorkerPool` over them, and every OpenAI-compatible
             client of the app whose base URL is one of them (``<url>/v1``) is routed to it, so

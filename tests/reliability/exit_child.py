@@ -1,4 +1,4 @@
-"""Child script for tests/integration/test_process_exit.py (not a test module).
+"""Child script for tests/reliability/test_shutdown.py (not a test module).
 
 Usage: python exit_child.py {exit|idle|busy}
 Starts the shared default pool, makes one call, prints the engine-process PIDs, then:
