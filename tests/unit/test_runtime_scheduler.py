@@ -462,8 +462,9 @@ def test_helium_row_gate_prefills_less_than_fifo_under_kv_pressure(monkeypatch: 
     # rounds. fifo lets every row's round 1 in and round 2 finds its row context evicted;
     # helium admits rows as the KV allows and runs a row's round 2 before new rows start.
     # Final states are equal (simulated outputs depend only on the prompt).
-    # The first batch teaches helium that this app's rows re-read their context (it is not
-    # held back before); the second batch (new inputs) is measured. Stall recovery (a held row
+    # Two first batches teach helium that this app's rows re-read their context (it is not
+    # held back before; two, because one batch's evidence was once missed on a loaded machine:
+    # helium then equalled fifo exactly); the third batch (new inputs) is measured. Stall recovery (a held row
     # is admitted after STALL_S with nothing in flight) is slowed down: on a loaded machine the
     # graph steps between a row's rounds can take 100 ms, and this test is about the gate.
     import helium_lc.runtime.scheduler as scheduler_module
@@ -474,6 +475,7 @@ def test_helium_row_gate_prefills_less_than_fifo_under_kv_pressure(monkeypatch: 
         try:
             fast = accelerate(_debate(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy=policy))
             first[policy] = asyncio.run(fast.abatch(_inputs(6, seed=3)))
+            asyncio.run(fast.abatch(_inputs(6, seed=5)))
             before = pool.stats()["num_computed_prompt_tokens"]
             outs[policy] = asyncio.run(fast.abatch(_inputs(6, seed=4)))
             computed[policy] = pool.stats()["num_computed_prompt_tokens"] - before
