@@ -39,11 +39,12 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import uuid
 import weakref
 from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables.config import get_callback_manager_for_config, get_config_list
 
 from helium_lc.cache.prompt_cache import MemoryPromptCache, PromptCache, SQLitePromptCache
 from helium_lc.cache.singleflight import SingleFlight
@@ -54,7 +55,10 @@ from helium_lc.runtime.intercept import install
 from helium_lc.runtime.stats import RunStats
 from helium_lc.runtime.threads import wide_default_executor
 
-__all__ = ["accelerate", "AcceleratedGraph"]
+__all__ = ["accelerate", "AcceleratedGraph", "RUN_STATS_EVENT"]
+
+#: Name of the custom callback event that carries a finished run's :class:`RunStats`.
+RUN_STATS_EVENT = "helium_lc_run_stats"
 
 log = logging.getLogger("helium_lc")
 
@@ -127,6 +131,37 @@ def _check_inputs(inputs: Any) -> None:
     if not isinstance(inputs, Sequence) or isinstance(inputs, (str, bytes, Mapping)):
         raise TypeError(f"batch()/abatch() take a list of inputs (one per row), got {type(inputs).__name__}; "
                         "for one input use invoke(x), or pass [x].")
+
+
+def _with_run_id(config: RunnableConfig | None) -> RunnableConfig:
+    """``config`` with a root ``run_id`` (the caller's, else a new one), so the run's stats event
+    can name the run it belongs to; LangGraph uses it as its root run's id."""
+    cfg: RunnableConfig = dict(config or {})  # type: ignore[assignment]
+    if cfg.get("run_id") is None:
+        cfg["run_id"] = uuid.uuid4()
+    return cfg
+
+
+def _report_stats(stats: RunStats, configs: Sequence[RunnableConfig]) -> None:
+    """Send ``stats`` to the callback handlers of ``configs`` as the custom event
+    :data:`RUN_STATS_EVENT` (``on_custom_event``), once per distinct set of handlers, with
+    the ``run_id`` of its first run; ``data`` is the stats' fields plus ``run_ids``, the root
+    run ids the stats cover. Handlers without ``on_custom_event`` ignore it; a handler that
+    raises is logged, never fails the run."""
+    groups: dict[tuple[Any, ...], list[RunnableConfig]] = {}
+    for cfg in configs:
+        cbs = cfg.get("callbacks")
+        if cbs:  # a list of handlers or a callback manager (copied per row by get_config_list)
+            handlers = cbs if isinstance(cbs, list) else getattr(cbs, "handlers", [cbs])
+            key = (*map(id, handlers), getattr(cbs, "parent_run_id", None))
+            groups.setdefault(key, []).append(cfg)
+    for group in groups.values():
+        data = {**dataclasses.asdict(stats), "run_ids": [str(c["run_id"]) for c in group]}
+        try:
+            get_callback_manager_for_config(group[0]).on_custom_event(
+                RUN_STATS_EVENT, data, run_id=group[0]["run_id"])
+        except Exception as exc:  # noqa: BLE001 - reporting must never fail a finished run
+            log.warning("helium_lc: a callback handler failed on %s: %s", RUN_STATS_EVENT, exc)
 
 
 def _check_output_keys(app: Any, output_keys: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -289,7 +324,8 @@ class AcceleratedGraph(Runnable[Any, Any]):
         from helium_lc.integrations.openai_transport import route_openai
         return route_openai(dict(self.config.route))
 
-    def _finish(self, rt: Runtime, num_rows: int, num_failed_rows: int) -> None:
+    def _finish(self, rt: Runtime, num_rows: int, num_failed_rows: int,
+                configs: Sequence[RunnableConfig] = ()) -> None:
         rt.cancel_scope.cancel()  # threads of a cancelled or failed run stop waiting; their requests abort
         rt.row_finished(None)
         stats = rt.stats(num_rows=num_rows, num_failed_rows=num_failed_rows)
@@ -298,9 +334,11 @@ class AcceleratedGraph(Runnable[Any, Any]):
             self._last = stats
             self._total = self._total + stats
         log.debug("helium_lc run: %s", stats.summary())
+        _report_stats(stats, configs)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         self._check_configs([config or {}])
+        config = _with_run_id(config)
         rt = self._runtime()
         failed = 1
         try:
@@ -309,10 +347,11 @@ class AcceleratedGraph(Runnable[Any, Any]):
             failed = 0
             return out
         finally:
-            self._finish(rt, 1, failed)
+            self._finish(rt, 1, failed, [config])
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         self._check_configs([config or {}])
+        config = _with_run_id(config)
         rt = self._runtime()
         failed = 1
         try:
@@ -322,7 +361,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
             failed = 0
             return out
         finally:
-            self._finish(rt, 1, failed)
+            self._finish(rt, 1, failed, [config])
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
@@ -352,6 +391,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
             return []
         configs = get_config_list(config, len(inputs))
         self._check_configs(configs)
+        configs = [_with_run_id(c) for c in configs]
         rt = self._runtime()
         rt.signals_rows = True
         contexts = [bind_context(rt, row=i) for i in range(len(inputs))]
@@ -372,11 +412,12 @@ class AcceleratedGraph(Runnable[Any, Any]):
             return outs
         finally:
             num_failed = sum(isinstance(o, BaseException) for o in outs) if outs else len(inputs)
-            self._finish(rt, len(inputs), num_failed)
+            self._finish(rt, len(inputs), num_failed, configs)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         """LangGraph's ``stream`` (any ``stream_mode``) under the runtime."""
         self._check_configs([config or {}])
+        config = _with_run_id(config)
         rt = self._runtime()
         ctx = bind_context(rt)
         routes = self._routes()
@@ -394,11 +435,12 @@ class AcceleratedGraph(Runnable[Any, Any]):
         finally:
             ctx.run(it.close)
             routes.__exit__(None, None, None)
-            self._finish(rt, 1, failed)
+            self._finish(rt, 1, failed, [config])
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         """LangGraph's ``astream`` (any ``stream_mode``) under the runtime."""
         self._check_configs([config or {}])
+        config = _with_run_id(config)
         rt = self._runtime()
         ctx = bind_context(rt)
         loop = asyncio.get_running_loop()
@@ -425,7 +467,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         finally:
             await loop.create_task(close(), context=ctx)
             scope.close()
-            self._finish(rt, 1, failed)
+            self._finish(rt, 1, failed, [config])
 
     # -- metrics and cache ----------------------------------------------------------------------
     def last_run_stats(self) -> RunStats | None:

@@ -41,23 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from helium_lc.engine import chat_format, guided
 from helium_lc.engine.pool import WorkerPool, get_default_pool
-from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec
+from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, stop_sequences
 from helium_lc.runtime import dispatch
-
-
-def stop_sequences(stop: Any) -> tuple[str, ...]:
-    """A call's ``stop`` as a tuple of strings (one string is one sequence), else a clear error.
-
-    Example:
-        >>> stop_sequences("\n"), stop_sequences(["a", "b"])
-        (('\n',), ('a', 'b'))
-    """
-    if isinstance(stop, str):
-        return (stop,)
-    if isinstance(stop, (list, tuple)) and all(isinstance(s, str) and s for s in stop):
-        return tuple(stop)
-    raise ValueError(f"stop must be a string or a list of non-empty strings, got {stop!r}; "
-                     "e.g. stop=['\\n\\n'].")
 
 
 class HeliumChatModel(BaseChatModel):

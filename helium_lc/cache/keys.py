@@ -48,7 +48,7 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
-from helium_lc.engine.types import SamplingSpec
+from helium_lc.engine.types import SamplingSpec, stop_sequences
 
 __all__ = [
     "CacheKey",
@@ -329,14 +329,14 @@ def chat_call_key(
         merged = dict(model_output_params(model) if params is None else params)
         sampling_part = _numbers_as_float(_to_jsonable(merged, "params"))
         deterministic = is_deterministic(merged)
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop)):
-        raise UncacheableError(f"stop={stop!r} is not a string or a list of strings (the model decides "
-                               "what to do with it).")
+    try:
+        stops = list(stop_sequences(stop)) if stop else None
+    except ValueError as exc:
+        raise UncacheableError(f"{exc} (the model decides what to do with it)") from exc
     parts = {
         "model": model_identity(model),
         "sampling": sampling_part,
-        "stop": ([stop] if isinstance(stop, str) else list(stop)) if stop else None,
+        "stop": stops,
         "call": _normalise_call_kwargs(call_kwargs or {}),
         "messages": [canonical_message(m) for m in _as_messages(prompt)],
     }

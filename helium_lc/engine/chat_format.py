@@ -237,3 +237,36 @@ def schema_from_response_format(response_format: Any) -> Any:
         return dict(response_format)
     from langchain_core.utils.function_calling import convert_to_json_schema
     return convert_to_json_schema(response_format)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def invalid_unicode(data: Any, path: str = "") -> str | None:
+    """Where ``data`` (JSON-like) holds text that is not valid Unicode (a lone surrogate), as an
+    error message naming the field and the fix; None when it is all valid.
+
+    Example:
+        >>> invalid_unicode({"messages": [{"role": "user", "content": "ok"}]}) is None
+        True
+        >>> invalid_unicode({"messages": [{"content": "bad " + chr(0xD800)}]}).split(":")[0]
+        'messages[0].content has a lone surrogate (U+D800) at character 4'
+    """
+    if isinstance(data, str):
+        m = _SURROGATE.search(data)
+        if m is None:
+            return None
+        return (f"{path or 'text'} has a lone surrogate (U+{ord(m.group()):04X}) at character {m.start()}: "
+                "it is not valid Unicode (often bytes decoded with errors='surrogateescape'). Clean the text "
+                "first, e.g. text.encode('utf-8', 'replace').decode('utf-8').")
+    if isinstance(data, Mapping):
+        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
+    elif isinstance(data, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
+    else:
+        return None
+    for sub_path, value in items:
+        problem = invalid_unicode(value, sub_path)
+        if problem is not None:
+            return problem
+    return None

@@ -19,7 +19,6 @@ import asyncio
 import heapq
 import itertools
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from helium_lc import env
 from helium_lc.engine import lifecycle
+from helium_lc.engine.chat_format import invalid_unicode
 from helium_lc.engine.loop import CancelScope, EngineLoop
 from helium_lc.engine.types import (
     EngineError,
@@ -50,39 +50,6 @@ Router = Callable[["WorkerPool", GenerationRequest], int]
 def least_outstanding(pool: "WorkerPool", request: GenerationRequest) -> int:
     """Default router: the live worker with the fewest running + waiting requests."""
     return min(pool.alive_worker_ids(), key=lambda w: (pool.num_outstanding(w), w))
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def invalid_unicode(data: Any, path: str = "") -> str | None:
-    """Where ``data`` (JSON-like) holds text that is not valid Unicode (a lone surrogate), as an
-    error message naming the field and the fix; None when it is all valid.
-
-    Example:
-        >>> invalid_unicode({"messages": [{"role": "user", "content": "ok"}]}) is None
-        True
-        >>> invalid_unicode({"messages": [{"content": "bad " + chr(0xD800)}]}).split(":")[0]
-        'messages[0].content has a lone surrogate (U+D800) at character 4'
-    """
-    if isinstance(data, str):
-        m = _SURROGATE.search(data)
-        if m is None:
-            return None
-        return (f"{path or 'text'} has a lone surrogate (U+{ord(m.group()):04X}) at character {m.start()}: "
-                "it is not valid Unicode (often bytes decoded with errors='surrogateescape'). Clean the text "
-                "first, e.g. text.encode('utf-8', 'replace').decode('utf-8').")
-    if isinstance(data, Mapping):
-        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
-    elif isinstance(data, (list, tuple)):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
-    else:
-        return None
-    for sub_path, value in items:
-        problem = invalid_unicode(value, sub_path)
-        if problem is not None:
-            return problem
-    return None
 
 
 def restarts_in_window(times: Sequence[float], now: float, window_s: float) -> tuple[float, ...]:
@@ -270,9 +237,9 @@ class WorkerPool:
             >>> WorkerPool(start=False).identity()["engine"]  # doctest: +SKIP
             'vllm'
         """
-        with self._start_lock:
-            if self._identity is not None:
-                return self._identity
+        known = self._identity  # set once; read without the lock (every intercepted call asks)
+        if known is not None:
+            return known
         from helium_lc.engine.model import model_fingerprint
 
         out: dict[str, Any] = {"model": model_fingerprint(self._resolve_model_path())}

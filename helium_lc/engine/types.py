@@ -25,6 +25,21 @@ from typing import Any, Mapping, Protocol, Sequence, AsyncIterator, runtime_chec
 _request_counter = itertools.count()
 
 
+def stop_sequences(stop: Any) -> tuple[str, ...]:
+    """A call's ``stop`` as a tuple of strings (one string is one sequence), else a clear error.
+
+    Example:
+        >>> stop_sequences("\n"), stop_sequences(["a", "b"])
+        (('\n',), ('a', 'b'))
+    """
+    if isinstance(stop, str):
+        return (stop,)
+    if isinstance(stop, (list, tuple)) and all(isinstance(s, str) and s for s in stop):
+        return tuple(stop)
+    raise ValueError(f"stop must be a string or a list of non-empty strings, got {stop!r}; "
+                     "e.g. stop=['\\n\\n'].")
+
+
 def new_request_id(prefix: str = "hlc") -> str:
     """Return a process-unique request id such as ``hlc-17``."""
     return f"{prefix}-{next(_request_counter)}"

@@ -31,7 +31,8 @@ from typing import Any, AsyncIterator, Iterator, Mapping
 import httpx
 
 from helium_lc.engine import chat_format
-from helium_lc.engine.pool import WorkerPool, invalid_unicode
+from helium_lc.engine.chat_format import invalid_unicode
+from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, new_request_id
 
 __all__ = ["TransportConfig", "OpenAIRequestError", "ChatCall", "parse_chat_request", "completion_json",
