@@ -61,11 +61,15 @@ def markdown_report(results: dict[str, Any]) -> str:
                               for c in data["cells"])
             out += ["The same inputs again after an edit (first version unmeasured, edited version measured; "
                     f"helium's prompt cache in a SQLite file). Edits: {edits}.", ""]
+        if regime == "day-2":
+            out += ["The same rows on the next day (day 1 unmeasured, day 2 measured; helium's prompt cache in "
+                    "a SQLite file): prices and news change, static data (company profile, quarterly report) "
+                    "does not.", ""]
         if regime == "kv-pressure":
             kv = ", ".join(f"{c['workload']}: {c['kv_capacity_tokens']} tokens "
                            f"({fmt(c['kv_fraction_of_unique'], pct=True)} of unique)" for c in data["cells"])
             out += [f"KV cache per engine: {kv}.", ""]
-        out += _cell_table(data["cells"], fidelity, {"second-batch": "second_batch", "iterate": "iterate"}.get(
+        out += _cell_table(data["cells"], fidelity, {"second-batch": "second_batch", "iterate": "iterate", "day-2": "day2"}.get(
             regime, "same_batch"))
         gm = data.get("geomean_speedup", {})
         out += ["", "Geometric-mean speedup over workloads: "

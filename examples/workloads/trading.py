@@ -33,6 +33,7 @@ Run on helium_lc: ``python -m examples.workloads.trading`` (from the repository 
 from __future__ import annotations
 
 import operator
+import random
 from typing import Annotated, Any, Callable, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -49,11 +50,16 @@ NAME = "trading"
 IS_ASYNC = True
 DEFAULTS: dict[str, Any] = {"num_traders": 8, "num_invest_rounds": 1, "num_risk_rounds": 3,
                             "risk_judge_per_trader": False, "num_days": 10, "num_news": 4,
-                            "data_source": "auto", "fund_manager_instruction": ""}
+                            "data_source": "auto", "fund_manager_instruction": "", "day": 0}
 
 #: The ``iterate`` benchmark's edit: the fund manager's instructions change (the last call).
 ITERATE_EDIT: tuple[dict[str, Any], dict[str, Any]] = (
     {}, {"fund_manager_instruction": "Also name the one risk that would reverse the decision."})
+
+#: The ``day-2`` benchmark's inputs: the same stocks on the next trading day (``make_inputs``
+#: parameters of the unmeasured day 1 and the measured day 2). Prices and news change; the company
+#: profile and its last quarterly report do not, so the fundamentals analyst's call repeats exactly.
+DAY2_INPUTS: tuple[dict[str, Any], dict[str, Any]] = ({"day": 0}, {"day": 1})
 
 _FIRM = "You work at a trading firm that decides, once a day, whether to buy, hold or sell a stock."
 
@@ -63,9 +69,9 @@ ANALYSTS: dict[str, str] = {
               "End with a one-line technical outlook.",
     "news": f"{_FIRM} You are the news analyst. From today's news items, explain which ones "
             "matter for this company or its sector and how. End with a one-line news outlook.",
-    "fundamentals": f"{_FIRM} You are the fundamentals analyst. From the company profile and the "
-                    "price statistics, discuss the business, its sector's drivers and whether "
-                    "the price looks stretched. End with a one-line fundamental outlook.",
+    "fundamentals": f"{_FIRM} You are the fundamentals analyst. From the company profile and its "
+                    "latest quarterly report, discuss the business, its sector's drivers, the quality "
+                    "of its earnings and its balance sheet. End with a one-line fundamental outlook.",
     "sentiment": f"{_FIRM} You are the sentiment analyst. From the news tone and the recent price "
                  "moves, judge how investors feel about this stock and whether the mood is "
                  "shifting. End with a one-line sentiment outlook.",
@@ -118,6 +124,7 @@ class TradingState(TypedDict, total=False):
     date: str
     price_table: str
     price_summary: str
+    fundamentals: str
     news: str
     reports: Annotated[dict[str, str], operator.or_]        # analyst -> report
     invest_debate: Annotated[list[dict[str, str]], operator.add]  # {"speaker", "text"}
@@ -148,6 +155,12 @@ def _header(state: dict[str, Any]) -> str:
             f"industry {state['industry']}. Analysis date: {state['date']}.")
 
 
+def _profile(state: dict[str, Any]) -> str:
+    """The company without the date: what the fundamentals analyst reads every day."""
+    return (f"Company: {state['company']} ({state['ticker']}), sector {state['sector']}, "
+            f"industry {state['industry']}.")
+
+
 def _reports(state: TradingState) -> str:
     return "\n\n".join(f"{name.capitalize()} report:\n{state['reports'][name]}" for name in ANALYSTS)
 
@@ -166,11 +179,13 @@ def build(llm: BaseChatModel, **params: Any) -> CompiledStateGraph:
     def make_analyst(name: str) -> Callable[[TradingState], Any]:
         data = {"market": "Price table (last trading days):\n{price_table}",
                 "news": "Today's news:\n{news}",
-                "fundamentals": "Price statistics: {price_summary}",
+                "fundamentals": "Latest quarterly report:\n{fundamentals}",
                 "sentiment": "Today's news:\n{news}\n\nPrice statistics: {price_summary}"}[name]
+        # The fundamentals analyst reads only slow-moving data: no date, so its call repeats daily.
+        head = _profile if name == "fundamentals" else _header
 
         async def analyst(state: TradingState) -> dict[str, Any]:
-            user = f"{_header(state)}\n\n{data.format(**state)}\n\nWrite your report."
+            user = f"{head(state)}\n\n{data.format(**state)}\n\nWrite your report."
             return {"reports": {name: await ask(ANALYSTS[name], user)}}
         return analyst
 
@@ -268,17 +283,36 @@ def _price_summary(s: StockSnapshot) -> str:
             f"low {min(r.low for r in s.rows):.2f}, average daily volume {avg_volume:,.0f}.")
 
 
+def _fundamentals(s: StockSnapshot) -> str:
+    """The company's last quarterly report (synthetic, fixed per ticker: it changes quarterly,
+    not daily)."""
+    rng = random.Random(f"fundamentals-{s.ticker}")
+    revenue = rng.uniform(0.4, 40.0)
+    growth, gross, operating = rng.uniform(-8, 25), rng.uniform(20, 70), rng.uniform(3, 30)
+    net = revenue * operating / 100 * rng.uniform(0.55, 0.8)
+    cash, debt = revenue * rng.uniform(0.1, 0.9), revenue * rng.uniform(0.0, 1.5)
+    shares = rng.uniform(0.1, 3.0)
+    return (f"{s.name} ({s.sector}, {s.industry}). Revenue ${revenue:.2f}B ({growth:+.1f}% year on year); "
+            f"gross margin {gross:.1f}%, operating margin {operating:.1f}%; net income ${net:.2f}B, "
+            f"earnings per share ${net / shares:.2f} on {shares:.2f}B shares. Cash and equivalents "
+            f"${cash:.2f}B, total debt ${debt:.2f}B (debt to revenue {debt / revenue:.2f}); free cash flow "
+            f"${net * rng.uniform(0.6, 1.3):.2f}B; capital expenditure {rng.uniform(2, 12):.1f}% of revenue; "
+            f"guidance for next quarter: revenue growth of {growth + rng.uniform(-4, 4):+.1f}%.")
+
+
 def make_inputs(num_inputs: int, seed: int = 0, **params: Any) -> list[dict[str, Any]]:
-    """``num_inputs`` stocks on a date, each with a price table and ``num_news`` news items."""
+    """``num_inputs`` stocks on a date, each with a price table, its last quarterly report and
+    ``num_news`` news items. ``day=1`` gives the same stocks on the next trading day (new prices
+    and news, the same report)."""
     p = resolve_params(NAME, DEFAULTS, params)
-    stocks = load_stocks(num_inputs, seed=seed, num_days=p["num_days"], prefer=p["data_source"])
-    news = load_news(num_inputs * p["num_news"], seed=seed, prefer=p["data_source"])
+    stocks = load_stocks(num_inputs, seed=seed, num_days=p["num_days"], prefer=p["data_source"], day=p["day"])
+    news = load_news(num_inputs * p["num_news"], seed=seed + 1009 * p["day"], prefer=p["data_source"])
     inputs = []
     for row, s in enumerate(stocks):
         items = news[row * p["num_news"]:(row + 1) * p["num_news"]]
         inputs.append({"ticker": s.ticker, "company": s.name, "sector": s.sector,
                        "industry": s.industry, "date": s.date, "price_table": s.price_table(),
-                       "price_summary": _price_summary(s),
+                       "price_summary": _price_summary(s), "fundamentals": _fundamentals(s),
                        "news": "\n".join(f"- {n.text}" for n in items)})
     return inputs
 

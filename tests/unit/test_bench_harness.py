@@ -166,3 +166,22 @@ def test_iterate_regime_reuses_the_calls_before_the_edit() -> None:
     assert cells[0]["edit"]["after"] == {"summary_instruction": "Answer in at most three sentences."}
     assert res["fidelity"]["mapred"]["iterate"] == {"helium": True}
     assert "Regime `iterate`" in markdown_report(res) and "calls reused" in markdown_report(res)
+
+
+def test_day2_regime_reuses_the_static_analyst_calls_of_day_1() -> None:
+    # trading, smallest shape (1 trader, 1 risk round: 12 calls per row), 2 rows: on day 2 prices and
+    # news change, so only the fundamentals analyst (profile + quarterly report, no date) repeats:
+    # helium computes 11 of 12 calls per row, plain LangGraph all 12. Day 2 equals a plain day-2 run.
+    params = {"num_traders": 1, "num_risk_rounds": 1, "data_source": "bundled"}
+    profile = PROFILES["quick"].with_overrides(
+        workloads=("trading", "mapred"), regimes=("day-2",), num_inputs=2, repeats=1, max_output_tokens=4,
+        batch_sizes=(), prefix_sweep=(), workload_params={"trading": params,
+                                                          "mapred": {"num_experts": 2, "data_source": "bundled"}})
+    res = run_benchmark(profile, pool_factory=sim_pool_factory(), systems=["helium"], progress=False)
+    cells = res["regimes"]["day-2"]["cells"]
+    assert [c["workload"] for c in cells] == ["trading"]  # mapred defines no next day
+    med = cells[0]["median"]
+    assert med["helium"]["num_cache_hits"] == 2 and med["helium"]["num_cache_misses"] == 22
+    assert med["langgraph"]["num_llm_calls_sent"] == 24 and med["helium"]["num_llm_calls_sent"] == 22
+    assert res["fidelity"]["trading"]["day2"] == {"helium": True}
+    assert "Regime `day-2`" in markdown_report(res)

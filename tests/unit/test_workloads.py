@@ -253,3 +253,15 @@ def test_chunk_words_and_rst_cleaning() -> None:
     assert data.chunk_words("a b c d e f g", 3, 3) == ["a b c", "d e f", "g a b"]
     rst = "Title\n=====\n\nUse :func:`len` and ``x``, see `docs <http://x>`_.\n\n.. note::\n   hidden\n"
     assert data.rst_to_text(rst) == "Title\n\nUse len and x, see docs."
+
+
+def test_trading_next_day_keeps_the_rows_and_the_static_data_and_moves_prices_and_news() -> None:
+    day1, day2 = (trading.make_inputs(3, seed=4, data_source="bundled", **d) for d in trading.DAY2_INPUTS)
+    assert [r["ticker"] for r in day1] == [r["ticker"] for r in day2]
+    for a, b in zip(day1, day2):
+        assert a["fundamentals"] == b["fundamentals"] and a["date"] < b["date"]
+        assert a["price_table"].splitlines()[2:] == b["price_table"].splitlines()[1:-1]  # one row later
+        assert a["news"] != b["news"]
+    assert trading.make_inputs(3, seed=4, data_source="bundled") == day1  # day 0 is the default
+    with pytest.raises(ValueError, match="day must be an integer >= 0"):
+        trading.make_inputs(1, data_source="bundled", day=-1)
