@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--num-inputs", type=int)
     ap.add_argument("--model", help="model folder for the engines (gpu profile: e.g. a Qwen3-8B folder)")
     ap.add_argument("--engine", choices=("vllm", "sim"), default="vllm")
+    ap.add_argument("--kv-cache-gib", type=float, help="KV cache per engine outside kv-pressure "
+                    "(default: the profile's; cpu 0.5, gpu 16)")
     ap.add_argument("--out", help="output folder (default: benchmarks/results/<profile>-<timestamp>)")
     ap.add_argument("--no-sweeps", action="store_true", help="skip the batch-size and prefix sweeps")
     ap.add_argument("--no-progress", action="store_true")
@@ -54,14 +56,15 @@ def main(argv: list[str] | None = None) -> Path:
     try:
         profile = PROFILES[args.profile].with_overrides(
             workloads=_csv(args.workloads), regimes=_csv(args.regimes), repeats=args.repeats,
-            num_inputs=args.num_inputs, model=args.model,
+            num_inputs=args.num_inputs, model=args.model, ample_kv_cache_gib=args.kv_cache_gib,
             # systems named on the command line run in every regime
             regime_systems={} if args.systems else None,
             batch_sizes=() if args.no_sweeps else None, prefix_sweep=() if args.no_sweeps else None)
     except ValueError as exc:
         ap.error(str(exc))
     factory = (sim_pool_factory() if args.engine == "sim"
-               else vllm_pool_factory(profile.model, max_num_seqs=64))
+               else vllm_pool_factory(profile.model, ample_kv_cache_gib=profile.ample_kv_cache_gib,
+                                      max_num_seqs=64))
     out = Path(args.out) if args.out else (Path(__file__).resolve().parent / "results"
                                            / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     results = run_benchmark(profile, pool_factory=factory, systems=_csv(args.systems),

@@ -49,6 +49,7 @@ from langchain_core.runnables.config import get_callback_manager_for_config, get
 from helium_lc.cache.prompt_cache import MemoryPromptCache, PromptCache, SQLitePromptCache
 from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
+from helium_lc.plan.learned import LearnedPlan
 from helium_lc.runtime.batch import run_rows, run_sync, want_progress
 from helium_lc.runtime.context import Runtime, bind_context
 from helium_lc.runtime.intercept import install
@@ -211,6 +212,12 @@ class AcceleratedGraph(Runnable[Any, Any]):
         self._last: RunStats | None = None
         self._total = RunStats()
         self._schedulers: "weakref.WeakSet[Any]" = weakref.WeakSet()  # pools' schedulers runs went through
+        #: LLM nodes from capture joined with call-site profiles from runs; with ``cache_path`` it is
+        #: saved next to the cache (``<cache_path>.plan.json``) and loaded by later processes.
+        self.learned_plan = LearnedPlan.from_query_plan(self.captured_plan)
+        self._plan_path = f"{config.cache_path}.plan.json" if config.cache_path else None
+        if self._plan_path is not None:
+            self.learned_plan.merge_saved(self._plan_path)
         install()
 
     def _prepare(self) -> None:
@@ -307,7 +314,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
             return list(self._schedulers)
 
     def _runtime(self) -> Runtime:
-        return Runtime(self.config, self._cache, self._single_flight, self._gates)
+        return Runtime(self.config, self._cache, self._single_flight, self._gates, learned=self.learned_plan)
 
     def _sync_config(self, config: RunnableConfig | None) -> RunnableConfig:
         """``config`` for LangGraph's sync ``invoke``/``stream``, whose per-run thread pool
@@ -334,6 +341,12 @@ class AcceleratedGraph(Runnable[Any, Any]):
             self._last = stats
             self._total = self._total + stats
         log.debug("helium_lc run: %s", stats.summary())
+        self.learned_plan.finish_batch(num_rows)
+        if self._plan_path is not None and stats.num_engine_requests:
+            try:
+                self.learned_plan.save(self._plan_path)
+            except OSError as exc:  # the plan is an optimisation: never fail a finished run over it
+                log.warning("helium_lc: could not save the learned plan to %s: %s", self._plan_path, exc)
         _report_stats(stats, configs)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--png", metavar="PATH", help="also draw the plan to a PNG file")
     c = sub.add_parser("calibrate", help="measure the engine, fit the scheduler's cost model, store it")
     c.add_argument("--num-workers", type=int, default=1, help="pool size the profile is for (default 1)")
+    c.add_argument("--model", default=None, help="model folder (default: HELIUM_LC_MODEL, else the default model)")
     c.add_argument("--repeats", type=int, default=2)
     c.add_argument("--no-save", action="store_true", help="print the fit and its error, store nothing")
     sub.add_parser("bench", help="run the benchmarks (see benchmarks/README.md); other options go to benchmarks/run.py",
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "calibrate":
         from helium_lc.engine.calibration import measure_cost_model, save_profile
         from helium_lc.engine.pool import WorkerPool
-        with WorkerPool(num_workers=args.num_workers) as pool:
+        with WorkerPool(num_workers=args.num_workers, model=args.model) as pool:
             result = measure_cost_model(pool, repeats=args.repeats)
             print(result.summary())
             from helium_lc.schedule.cost import CostModel, error_report

@@ -110,6 +110,8 @@ def explain(app_or_fast: Any, *, file: IO[str] | None = None, mermaid_path: str 
             + (f"; the first computed call came from node {last.first_cache_miss_node!r}"
                if last.first_cache_miss_node else "; nothing was recomputed"),
         ] if cfg.use_prompt_cache else ["prompt cache off"])
+    lines += _section("learned plan (capture + observed call sites; seeds the scheduler)",
+                      fast.learned_plan.summary().splitlines())
     schedulers = fast.schedulers()
     lines += _section("scheduler (the last plans: shared prefixes in the TRT, planned order per worker)",
                       [line for sched in schedulers for line in sched.explain_text().splitlines()]

@@ -79,9 +79,23 @@ def vllm_pool_factory(model: str | Path | None = None, *, ample_kv_cache_gib: fl
             cfg = json.loads((Path(path) / "config.json").read_text())
             gib = spec.kv_capacity_tokens * kv_bytes_per_token(cfg) / float(1 << 30)
         return WorkerPool(num_workers=spec.num_workers, model=path, kv_cache_gib=gib,
-                          max_model_len=spec.max_model_len or max_model_len, max_num_seqs=max_num_seqs)
+                          max_model_len=spec.max_model_len or max_model_len, max_num_seqs=max_num_seqs,
+                          engine_args=_gpu_share(spec.num_workers))
 
     return make
+
+
+def _gpu_share(num_workers: int) -> dict[str, Any]:
+    """On a CUDA machine, the engines of one pool share its GPU: each may claim 0.9 / N of it
+    (vLLM refuses to start an engine when less than ``gpu_memory_utilization`` of the device is
+    free, and the pool's engines share one device). Nothing on CPU."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    if not torch.cuda.is_available() or num_workers <= 1:
+        return {}
+    return {"gpu_memory_utilization": round(0.9 / num_workers, 3)}
 
 
 def sim_pool_factory(*, block_size: int = 16, ample_kv_capacity_tokens: int = 1 << 20,

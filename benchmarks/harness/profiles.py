@@ -36,6 +36,7 @@ class BenchProfile:
         max_output_tokens: ``max_tokens`` of the chat model.
         repeats: measured repeats (system order reversed on odd repeats).
         num_workers: engines of the real-engine pools.
+        ample_kv_cache_gib: KV cache per engine in GiB outside ``kv-pressure`` (enough for the batch).
         kv_pressure_fraction: KV cache size as a fraction of the batch's unique prompt tokens.
         sim_worker_counts / sim_num_inputs / sim_block_size: the many-workers regime.
         batch_sizes: batch-size sweep on ``sweep_workload`` (ample; langgraph vs helium); empty: none.
@@ -54,6 +55,7 @@ class BenchProfile:
     max_output_tokens: int = 16
     repeats: int = 2
     num_workers: int = 1
+    ample_kv_cache_gib: float = 0.5
     kv_pressure_fraction: float = 0.3
     sim_worker_counts: tuple[int, ...] = (4, 16, 64)
     sim_num_inputs: int = 64
@@ -83,6 +85,9 @@ class BenchProfile:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"profile {self.name!r}: {name} must be a positive integer, got {v!r}.")
+        if not 0 < self.ample_kv_cache_gib <= 1024:
+            raise ValueError(f"profile {self.name!r}: ample_kv_cache_gib must be in (0, 1024], "
+                             f"got {self.ample_kv_cache_gib!r}.")
         if not 0 < self.kv_pressure_fraction <= 1:
             raise ValueError(f"profile {self.name!r}: kv_pressure_fraction must be in (0, 1], "
                              f"got {self.kv_pressure_fraction!r}; the issue asks for 0.1-0.5.")
@@ -142,6 +147,7 @@ PROFILES: dict[str, BenchProfile] = {p.name: p for p in (
                  sim_num_inputs=32, sim_worker_counts=(4, 16), batch_sizes=(2, 4),
                  prefix_sweep=({"system_tokens": 128}, {"system_tokens": 512})),
     BenchProfile("gpu", _ALL, num_inputs=16, max_output_tokens=512, repeats=3, num_workers=2,
+                 ample_kv_cache_gib=16.0,
                  sim_num_inputs=128, sim_worker_counts=(4, 8, 16, 32, 64), batch_sizes=(4, 8, 16, 32),
                  prefix_sweep=({"system_tokens": 1024, "context_tokens": 128, "question_tokens": 128,
                                 "output_tokens": 64},

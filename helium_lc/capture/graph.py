@@ -32,7 +32,7 @@ from typing import Any
 
 from helium_lc.capture.objects import (
     PURE_MARK, find_chat_model, find_chat_prompt, function_namespace, is_llm_runnable,
-    model_identity, model_purity, node_function,
+    model_identity, model_purity, node_function, reachable_chat_models,
 )
 from helium_lc.capture.source import FunctionFacts, analyse_function
 from helium_lc.plan.ir import Operator, OperatorKind, Purity, QueryPlan, worst_purity
@@ -215,14 +215,18 @@ def _node_operators(name: str, runnable: Any, nid: str, prefix: str, trace: bool
                       analysable=False, reason="a runnable's output is written as-is; writes unknown",
                       graph_path=prefix)
         return op, [llm], frozenset()
+    if (tool_op := _tool_node_operator(name, runnable, nid, prefix)) is not None:
+        return tool_op, [], frozenset()
     facts, why = _analyse(runnable)
     if facts is None:
         op = Operator(nid, OperatorKind.NODE, name, Purity.SIDE_EFFECT, None, None,
                       analysable=False, reason=why, graph_path=prefix)
-        return op, [], None
+        return op, _unseen_llm_calls(name, runnable, nid, prefix), None
     llms = [_llm_operator(name, nid, prefix, i, cs.model, cs.bound, cs.template,
                           call=f"{cs.receiver}.{cs.method}", **({"in_loop": True} if cs.in_loop else {}))
             for i, cs in enumerate(facts.call_sites)]
+    if not llms:
+        llms = _unseen_llm_calls(name, runnable, nid, prefix)
     notes = list(facts.notes)
     reads = facts.reads
     if reads is None and trace:
@@ -240,6 +244,39 @@ def _node_operators(name: str, runnable: Any, nid: str, prefix: str, trace: bool
                   analysable=analysable, reason=reason or ("; ".join(notes) if not analysable else ""),
                   graph_path=prefix)
     return op, llms, facts.goto_targets
+
+
+def _unseen_llm_calls(name: str, runnable: Any, nid: str, prefix: str) -> list[Operator]:
+    """One LLM_CALL per chat model the node can reach but whose call its source does not show
+    (library-built nodes that pick the model at run time, e.g. ``create_agent``'s model node).
+    How the model is configured at call time is unknown, so the call counts as sampled (never
+    pruned or merged); its template is learned at run time."""
+    fn, bound_self = node_function(runnable)
+    models = reachable_chat_models(fn, bound_self) if fn is not None else []
+    return [_llm_operator(name, nid, prefix, i, model, {"temperature": "<unknown>"}, PromptTemplate.unknown(),
+                          call="(not visible in the source: the model is reached from the node's closure)")
+            for i, model in enumerate(models)]
+
+
+def _tool_node_operator(name: str, runnable: Any, nid: str, prefix: str) -> Operator | None:
+    """LangGraph's prebuilt ``ToolNode``: reads and appends to its messages key and runs tools
+    (side effects assumed). Tools that inject the graph state read more: reads unknown then."""
+    try:
+        from langgraph.prebuilt import ToolNode
+    except ImportError:  # pragma: no cover - langgraph without prebuilt
+        return None
+    if not isinstance(runnable, ToolNode):
+        return None
+    key = getattr(runnable, "_messages_key", "messages")  # no public accessor in langgraph
+    injected = getattr(runnable, "_injected_args", None)
+    reads_state = injected is None or any(getattr(a, "state", None) for a in injected.values())
+    tools = sorted(runnable.tools_by_name)
+    return Operator(nid, OperatorKind.NODE, name, Purity.SIDE_EFFECT,
+                    reads=None if reads_state else frozenset({key}), writes=frozenset({key}),
+                    params={"prebuilt": "ToolNode", "tools": tuple(tools)},
+                    analysable=not reads_state,
+                    reason=("ToolNode: a tool reads the injected graph state" if reads_state else ""),
+                    graph_path=prefix)
 
 
 def _add_router(plan: QueryPlan, builder: Any, src: str, bname: str, ambiguous: bool,

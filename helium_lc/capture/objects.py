@@ -28,7 +28,7 @@ from helium_lc.plan.ir import Purity
 __all__ = [
     "node_function", "function_namespace", "iter_components", "is_chat_model", "is_prompt",
     "is_llm_runnable", "find_chat_model", "find_chat_prompt", "model_identity", "model_purity",
-    "PURE_MARK",
+    "reachable_chat_models", "PURE_MARK",
 ]
 
 PURE_MARK = "__helium_pure__"
@@ -126,9 +126,36 @@ def model_purity(identity: Mapping[str, Any]) -> Purity:
     temperature = identity.get("temperature")
     if isinstance(temperature, (int, float)) and temperature == 0:
         return Purity.PURE
+    if not isinstance(temperature, (int, float, type(None))) or isinstance(identity.get("seed"), str):
+        return Purity.SAMPLED  # not known statically (e.g. bind(temperature=t)): assume sampling
     if identity.get("seed") is not None and temperature is not None:
         return Purity.SEEDED
     return Purity.SAMPLED
+
+
+def reachable_chat_models(fn: Callable[..., Any], bound_self: Any = None) -> list[Any]:
+    """Chat models a function can reach without naming them in a call it makes: its closure
+    cells, default arguments and ``self``'s attributes (one level; runnables are searched).
+    For nodes built by libraries (``create_agent``'s model node) whose source resolves the
+    model at run time."""
+    values: list[Any] = []
+    try:
+        values += list(inspect.getclosurevars(fn).nonlocals.values())
+    except (TypeError, ValueError):
+        pass
+    try:
+        values += [p.default for p in inspect.signature(fn).parameters.values()
+                   if p.default is not inspect.Parameter.empty]
+    except (TypeError, ValueError):
+        pass
+    if bound_self is not None:
+        values += list(getattr(bound_self, "__dict__", {}).values())
+    found: list[Any] = []
+    for v in values:
+        hit = find_chat_model(v) if is_chat_model(v) or _is_runnable(v) else None
+        if hit is not None and all(hit[0] is not m for m in found):
+            found.append(hit[0])
+    return found
 
 
 def node_function(runnable: Any) -> tuple[Callable[..., Any] | None, Any]:

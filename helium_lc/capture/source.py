@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from helium_lc.capture.objects import (
-    PURE_MARK, find_chat_model, find_chat_prompt, is_llm_runnable, is_prompt,
+    PURE_MARK, find_chat_model, find_chat_prompt, function_namespace, is_llm_runnable, is_prompt,
 )
 from helium_lc.capture.templates import template_from_ast
 from helium_lc.plan.ir import Purity
@@ -97,7 +97,7 @@ def parse_function(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctio
     except (OSError, TypeError) as exc:
         raise ValueError(f"source of {getattr(fn, '__qualname__', fn)!r} is unavailable ({exc})") from None
     try:
-        tree = ast.parse(src)
+        tree = _parse_indented(src)
     except SyntaxError:
         tree = None
         start = src.find("lambda")
@@ -118,6 +118,23 @@ def parse_function(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctio
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == fn.__name__:
             return node
     raise ValueError(f"no definition of {fn.__name__!r} in its source")
+
+
+def _parse_indented(src: str) -> ast.Module:
+    """Parse a function's source even when ``textwrap.dedent`` could not remove its indent.
+
+    A nested function (a node built by a factory, a method) whose body holds a multi-line string
+    with lines at column 0 keeps its indent after ``dedent`` (the common prefix is empty), which
+    ``ast.parse`` rejects. Parsing it as the body of an ``if`` keeps every string exactly as
+    written; line numbers are shifted back so they match a plain parse."""
+    try:
+        return ast.parse(src)
+    except SyntaxError:
+        if not src[:1].isspace():
+            raise
+    tree = ast.parse("if 1:\n" + src)
+    ast.increment_lineno(tree, -1)
+    return tree
 
 
 def _own_nodes(fn_node: ast.AST) -> list[ast.AST]:
@@ -183,8 +200,27 @@ def _dict_keys(node: ast.AST) -> frozenset[str] | None:
     return None
 
 
-def analyse_function(fn: Callable[..., Any], ns: Mapping[str, Any], *, skip_self: bool = False) -> FunctionFacts:
+def _helper_facts(obj: Any, depth: int) -> FunctionFacts | None:
+    """Facts of a plain Python helper a node calls (``await ask(system, user)``), or None."""
+    if depth >= _MAX_HELPER_DEPTH or not inspect.isfunction(obj) or getattr(obj, PURE_MARK, False):
+        return None
+    try:
+        return analyse_function(obj, function_namespace(obj), _depth=depth + 1)
+    except (ValueError, RecursionError):
+        return None
+
+
+#: How deep capture follows helper functions for LLM calls (node -> helper -> helper).
+_MAX_HELPER_DEPTH = 2
+
+
+def analyse_function(fn: Callable[..., Any], ns: Mapping[str, Any], *, skip_self: bool = False,
+                     _depth: int = 0) -> FunctionFacts:
     """Analyse ``fn`` (see the module docstring). ``ns`` resolves free names.
+
+    A call of a plain Python helper function (a closure or a module function) is followed, up to
+    two levels, for its LLM call sites, which become the caller's (template unknown: it is built
+    from the helper's arguments); the call itself stays a side effect unless ``mark_pure``-ed.
 
     Raises ValueError when the source cannot be read; callers mark the node unanalysable.
     """
@@ -293,12 +329,25 @@ def analyse_function(fn: Callable[..., Any], ns: Mapping[str, Any], *, skip_self
                 continue
             if obj is not None and getattr(obj, "__module__", "").startswith("langchain_core.messages"):
                 continue
-            impure.append(f"calls `{f.id}` at line {node.lineno}")
+            helper = _helper_facts(obj, _depth) if f.id not in local_names else None
+            if helper is not None and helper.call_sites:
+                in_loop = any(a <= node.lineno <= b for a, b in loop_lines)
+                call_sites.extend(CallSite(f"{f.id}() -> {cs.receiver}", cs.method, cs.model, cs.bound,
+                                           PromptTemplate.unknown(), node.lineno, in_loop or cs.in_loop)
+                                  for cs in helper.call_sites)
+            impure.append(f"calls `{f.id}` at line {node.lineno}")  # helpers stay side effects (mark_pure)
             continue
         if not isinstance(f, ast.Attribute):
             impure.append(f"calls `{ast.unparse(f)[:30]}` at line {node.lineno}")
             continue
         receiver = _resolve(f.value, ns)
+        if receiver is None and f.attr in LLM_METHODS \
+                and (found := _composed_llm(f.value, ns, assignments)) is not None:
+            # `chain = prompt | llm.bind_tools(tools); chain.invoke(...)` or `llm.bind(...).invoke(...)`
+            in_loop = any(a <= node.lineno <= b for a, b in loop_lines)
+            call_sites.append(CallSite(ast.unparse(f.value)[:60], f.attr, found[0], found[1],
+                                       PromptTemplate.unknown(), node.lineno, in_loop))
+            continue
         if receiver is not None and is_llm_runnable(receiver):
             if f.attr in LLM_METHODS and (found := find_chat_model(receiver)) is not None:
                 model, bound = found
@@ -325,6 +374,44 @@ def analyse_function(fn: Callable[..., Any], ns: Mapping[str, Any], *, skip_self
         purity=purity, call_sites=tuple(call_sites), goto_targets=goto,
         send_targets=sends, uses_send=uses_send, notes=tuple(notes),
     )
+
+
+#: Methods that wrap a runnable without changing which model answers.
+WRAP_METHODS = frozenset({"bind", "bind_tools", "with_structured_output", "with_config", "with_retry",
+                          "with_fallbacks", "with_types", "with_listeners", "partial"})
+#: ``bind`` keywords that decide whether the call is deterministic.
+_SAMPLING_KWARGS = ("temperature", "seed", "top_p", "max_tokens")
+
+
+def _composed_llm(expr: ast.AST, ns: Mapping[str, Any], assignments: Mapping[str, ast.AST],
+                  depth: int = 0) -> tuple[Any, dict[str, Any]] | None:
+    """The chat model an expression built in the function body ends in, and what ``bind`` set.
+
+    Follows local assignments, ``a | b`` compositions and wrapper calls (``bind_tools``,
+    ``with_structured_output``, ...). A ``bind`` keyword that decides sampling but is not a
+    constant becomes ``"<unknown>"``, which the model's purity reads as sampled."""
+    if depth > 8:
+        return None
+    if isinstance(expr, ast.Name) and expr.id in assignments:
+        return _composed_llm(assignments[expr.id], ns, assignments, depth + 1)
+    if isinstance(expr, (ast.Name, ast.Attribute)):
+        obj = _resolve(expr, ns)
+        return find_chat_model(obj) if obj is not None and is_llm_runnable(obj) else None
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.BitOr):
+        return (_composed_llm(expr.left, ns, assignments, depth + 1)
+                or _composed_llm(expr.right, ns, assignments, depth + 1))
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr in WRAP_METHODS:
+        inner = _composed_llm(expr.func.value, ns, assignments, depth + 1)
+        if inner is None or expr.func.attr != "bind":
+            return inner
+        bound = dict(inner[1])
+        for kw in expr.keywords:
+            if kw.arg is None:  # bind(**kwargs): anything may be set
+                bound.update({k: "<unknown>" for k in _SAMPLING_KWARGS})
+            elif kw.arg in _SAMPLING_KWARGS:
+                bound[kw.arg] = kw.value.value if isinstance(kw.value, ast.Constant) else "<unknown>"
+        return inner[0], bound
+    return None
 
 
 def _call_site_template(receiver: Any, call: ast.Call, ns: Mapping[str, Any],

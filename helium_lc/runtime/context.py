@@ -43,6 +43,7 @@ from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin
+from helium_lc.plan.learned import LearnedPlan
 from helium_lc.runtime.limits import Gate, backend_key
 from helium_lc.runtime.stats import RunStats, StatsRecorder
 
@@ -125,8 +126,12 @@ class Runtime:
     """
 
     def __init__(self, config: HeliumConfig, cache: PromptCache, single_flight: SingleFlight,
-                 gates: "dict[str, Gate] | None" = None) -> None:
+                 gates: "dict[str, Gate] | None" = None, learned: "LearnedPlan | None" = None) -> None:
         self.config = config
+        #: The accelerated graph's learned plan: fed with every engine request of this run, and
+        #: the source of call-site prefixes for the schedulers this run uses.
+        self.learned = learned
+        self._tokenizers: dict[int, str] = {}  # id(pool) -> identity of its tokenizer
         #: Per-backend in-flight caps (``max_in_flight_per_backend``), shared like the cache.
         self.gates: dict[str, Gate] = gates if gates is not None else {}
         self.cache = cache
@@ -198,9 +203,26 @@ class Runtime:
                                      RunTicket(id(self.cache), self.recorder, signals_rows=self.signals_rows))
             state = self._sched_state
             scheduler = scheduler_for(pool)
-            if scheduler not in self._schedulers:
+            first_use = scheduler not in self._schedulers
+            if first_use:
                 self._schedulers.append(scheduler)
+        if first_use and self.learned is not None:
+            # what earlier runs (of this process or, through a saved plan, of another) learned
+            scheduler.seed_sites(state[1].app_key, self.learned.static_prefixes(self._tokenizer_of(pool)))
         return (scheduler, *state)
+
+    def _tokenizer_of(self, pool: Any) -> str:
+        """A short identity of the pool's model (tokenizer included): learned prefixes are token ids."""
+        key = id(pool)
+        tok = self._tokenizers.get(key)
+        if tok is None:
+            import hashlib
+            import json
+
+            ident = pool.identity() if hasattr(pool, "identity") else {"pool": type(pool).__qualname__}
+            tok = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            self._tokenizers[key] = tok
+        return tok
 
     @property
     def schedulers(self) -> list[Any]:
@@ -224,13 +246,14 @@ class Runtime:
         ``agenerate`` method is called directly.
         """
         req, worker_id = self.prepare_request(request)
+        t0 = time.perf_counter()
         sched = self._scheduling(pool)
         if sched is None:
             result = await pool.agenerate(req, worker_id=worker_id)
         else:
             scheduler, options, ticket = sched
             result = await scheduler.agenerate(req, options=options, ticket=ticket)
-        self.record_engine_result(result)
+        self.record_engine_result(result, req, pool, t0)
         return result
 
     def dispatch_blocking(self, pool: Any, request: GenerationRequest, *,
@@ -241,6 +264,7 @@ class Runtime:
         engine) and ``TimeoutError`` is raised.
         """
         req, worker_id = self.prepare_request(request)
+        t0 = time.perf_counter()
         sched = self._scheduling(pool)
         if sched is None:
             result = pool.generate(req, worker_id=worker_id, timeout_s=timeout_s, cancel_scope=self.cancel_scope)
@@ -248,12 +272,13 @@ class Runtime:
             scheduler, options, ticket = sched
             result = scheduler.generate(req, options=options, ticket=ticket, timeout_s=timeout_s,
                                         cancel_scope=self.cancel_scope)
-        self.record_engine_result(result)
+        self.record_engine_result(result, req, pool, t0)
         return result
 
     async def dispatch_stream(self, pool: Any, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         """:meth:`dispatch`, streamed: text deltas as the engine decodes them, the result last."""
         req, worker_id = self.prepare_request(request)
+        t0 = time.perf_counter()
         sched = self._scheduling(pool)
         if sched is None:
             pieces = pool.astream(req, worker_id=worker_id)
@@ -262,7 +287,7 @@ class Runtime:
             pieces = scheduler.astream(req, options=options, ticket=ticket)
         async for piece in pieces:
             if piece.result is not None:
-                self.record_engine_result(piece.result)
+                self.record_engine_result(piece.result, req, pool, t0)
             yield piece
 
     def dispatch_stream_blocking(self, pool: Any, request: GenerationRequest, *,
@@ -270,6 +295,7 @@ class Runtime:
         """:meth:`dispatch_stream` for sync callers (never on an event loop); ``timeout_s`` as
         in :meth:`dispatch_blocking`."""
         req, worker_id = self.prepare_request(request)
+        t0 = time.perf_counter()
         sched = self._scheduling(pool)
         if sched is None:
             pieces = pool.stream(req, worker_id=worker_id, timeout_s=timeout_s, cancel_scope=self.cancel_scope)
@@ -279,16 +305,24 @@ class Runtime:
                                       cancel_scope=self.cancel_scope)
         for piece in pieces:
             if piece.result is not None:
-                self.record_engine_result(piece.result)
+                self.record_engine_result(piece.result, req, pool, t0)
             yield piece
 
-    def record_engine_result(self, result: GenerationResult) -> None:
-        """Count one finished engine request (prompt and KV-cached prompt tokens)."""
+    def record_engine_result(self, result: GenerationResult, request: GenerationRequest | None = None,
+                             pool: Any = None, started_s: float | None = None) -> None:
+        """Count one finished engine request (prompt and KV-cached prompt tokens); with its
+        ``request`` and ``pool``, fold it into the learned plan's profile of its call site."""
         self.recorder.add(num_engine_requests=1, num_prompt_tokens=result.num_prompt_tokens,
                           num_cached_prompt_tokens=result.num_cached_prompt_tokens)
         scope = _CALL.get()
         if scope is not None:
             scope.num_engine_results += 1
+        origin = request.origin if request is not None else None
+        if self.learned is not None and origin is not None and origin.node and pool is not None:
+            self.learned.observe(origin.checkpoint_ns, origin.node, origin.ordinal, row=origin.row,
+                                 prompt=request.prompt_token_ids, output_tokens=result.num_output_tokens,  # type: ignore[union-attr]
+                                 latency_s=time.perf_counter() - started_s if started_s is not None else 0.0,
+                                 tokenizer=self._tokenizer_of(pool))
 
     # -- summary --------------------------------------------------------------------------------
     def stats(self, *, num_rows: int, num_failed_rows: int) -> RunStats:

@@ -81,6 +81,12 @@ class SiteBook:
             s.prefix = s.prefix[:n]
             s.num_distinct += 1
 
+    def seed(self, site: Hashable, prefix: tuple[int, ...]) -> None:
+        """Know ``prefix`` as the static prefix of a site not seen yet (from a learned plan);
+        later prompts fold into it as usual, so a stale seed shrinks to what they share."""
+        if site not in self._sites and prefix:
+            self._sites[site] = _Site(tuple(prefix), num_distinct=2)
+
     def static_prefix(self, site: Hashable) -> tuple[int, ...] | None:
         """The site's static prefix once two different prompts were seen, else None."""
         s = self._sites.get(site)
@@ -94,7 +100,8 @@ class SiteBook:
             self._sites[site].workers.add(worker_id)
 
     def known_prefixes(self, app_key: Any) -> list[tuple[Hashable, tuple[int, ...], frozenset[int]]]:
-        """(site, static prefix, workers that served it) for the sites of one app."""
+        """(site, static prefix, workers that served it) for the sites of one app (no workers:
+        seeded from a learned plan and not served yet)."""
         out = []
         for site, s in self._sites.items():
             if isinstance(site, tuple) and site and site[0] == app_key and s.num_distinct >= 2 and s.prefix:

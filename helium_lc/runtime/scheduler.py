@@ -52,7 +52,7 @@ import time
 import weakref
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable, Hashable, Iterator
+from typing import Any, AsyncIterator, Callable, Hashable, Iterable, Iterator
 
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
@@ -299,6 +299,18 @@ class RuntimeScheduler:
             for w, n in rec.warmed:
                 lines.append(f"warm worker {w}: {n} tokens")
         return "\n".join(lines)
+
+    def seed_sites(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]]) -> None:
+        """Know the static prefixes ``(node, ordinal, prefix)`` of an app's call sites before its
+        calls arrive (from its learned plan): they are planned with templates and warmed from
+        the first batch. Sites already learned here keep what they learned."""
+        seeds = [((app_key, node, ordinal), tuple(prefix)) for node, ordinal, prefix in prefixes]
+        if seeds:  # the site book is the engine loop's: seed it there, before any later request
+            self._pool().engine_loop.call_soon(self._seed, seeds)
+
+    def _seed(self, seeds: list[tuple[Hashable, tuple[int, ...]]]) -> None:
+        for site, prefix in seeds:
+            self.sites.seed(site, prefix)
 
     # -- on the engine loop ---------------------------------------------------------------------
     def _pool(self) -> Any:
@@ -609,7 +621,8 @@ class RuntimeScheduler:
             for site, prefix, workers in self.sites.known_prefixes(app_key):
                 if site in tick_sites:
                     continue
-                for w in workers:
+                # a site never served yet (known from a learned plan): where this plan sends work
+                for w in (workers or assignment.order):
                     if w in assignment.order:
                         candidates.setdefault(w, []).append(prefix)
         chosen = choose_warm_prefixes(candidates, tick_prompts, models,

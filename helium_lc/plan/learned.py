@@ -1,0 +1,228 @@
+"""The learned plan: the graph's LLM nodes joined with call-site profiles observed at run time.
+
+Capture gives the topology and, where node bodies can be read, which nodes call an LLM
+(:meth:`LearnedPlan.from_query_plan`). Observation completes it: every engine request of an
+accelerated run is folded into the profile of its call site, keyed by the node's place in the
+graph (checkpoint-namespace path without task ids, node name) and the call's ordinal within
+the node's step. A profile holds the calls and rows seen, prompt and output lengths, latency,
+and the site's *static prefix* (the common prefix of its prompt token ids once two different
+prompts were seen) together with the identity of the tokenizer that produced it.
+
+The plan lives with the accelerated graph, is saved next to a persistent prompt cache
+(``<cache_path>.plan.json``) and loaded by a later process, where it seeds the runtime
+scheduler's call-site templates before the first batch (so the first batch is planned with
+templates and its later stages' static prefixes are warmed). ``explain()`` prints
+:meth:`LearnedPlan.summary`.
+
+Example:
+    >>> lp = LearnedPlan(llm_nodes=["answer"])
+    >>> lp.observe("", "answer", 0, row=0, prompt=(1, 2, 3, 9), output_tokens=4, latency_s=0.5, tokenizer="t")
+    >>> lp.observe("", "answer", 0, row=1, prompt=(1, 2, 3, 7), output_tokens=6, latency_s=0.7, tokenizer="t")
+    >>> lp.finish_batch(num_rows=2)
+    >>> lp.summary().splitlines()[0]
+    '1/1 LLM nodes profiled after 1 batch (1 call sites, 1 with a static prefix)'
+    >>> lp.static_prefixes("t")
+    [('answer', 0, (1, 2, 3))]
+    >>> LearnedPlan.from_json(lp.to_json()).sites["answer#0"].mean_output_tokens
+    5.0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["SiteProfile", "LearnedPlan", "node_path", "PLAN_FORMAT"]
+
+#: Version of the saved form; a file of another version is ignored (and rewritten).
+PLAN_FORMAT = 1
+
+
+def node_path(checkpoint_ns: str | None, node: str) -> str:
+    """A node's place in the graph: ``"experts:<id>|model:<id>"`` + ``"model"`` -> ``"experts/model"``.
+
+    Example:
+        >>> node_path("team:1f2|writer:9a", "writer"), node_path(None, "judge")
+        ('team/writer', 'judge')
+    """
+    parts = [seg.split(":")[0] for seg in (checkpoint_ns or "").split("|") if seg]
+    if not parts or parts[-1] != node:
+        parts.append(node)
+    return "/".join(parts)
+
+
+@dataclass
+class SiteProfile:
+    """What one LLM call site (node path, ordinal) did across the observed batches."""
+
+    node: str
+    ordinal: int
+    num_calls: int = 0
+    num_rows: int = 0
+    prompt_tokens: int = 0          # summed
+    output_tokens: int = 0          # summed
+    max_output_tokens: int = 0
+    latency_s: float = 0.0          # summed
+    prefix: list[int] = field(default_factory=list)   # common prefix of the prompts seen
+    num_distinct_prompts: int = 0
+    tokenizer: str = ""             # identity of the tokenizer of ``prefix``
+
+    @property
+    def mean_output_tokens(self) -> float:
+        return self.output_tokens / self.num_calls if self.num_calls else 0.0
+
+    @property
+    def mean_latency_s(self) -> float:
+        return self.latency_s / self.num_calls if self.num_calls else 0.0
+
+    @property
+    def calls_per_row(self) -> float:
+        return self.num_calls / self.num_rows if self.num_rows else 0.0
+
+    @property
+    def static_prefix(self) -> tuple[int, ...] | None:
+        """The prefix every prompt of this site shared, once two different prompts were seen."""
+        return tuple(self.prefix) if self.num_distinct_prompts >= 2 and self.prefix else None
+
+
+class LearnedPlan:
+    """LLM nodes (from capture) and call-site profiles (from runs). Thread-safe; see module doc."""
+
+    def __init__(self, llm_nodes: Iterable[str] = ()) -> None:
+        self.llm_nodes: set[str] = set(llm_nodes)   # statically known (capture)
+        self.sites: dict[str, SiteProfile] = {}
+        self.num_batches = 0
+        self._rows: dict[str, set[Any]] = {}         # this batch: site -> rows seen
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_query_plan(cls, plan: Any) -> "LearnedPlan":
+        """Seed from a captured plan: the node paths that hold an LLM_CALL operator."""
+        from helium_lc.plan.ir import OperatorKind
+
+        nodes = set()
+        if plan is not None:
+            for op in plan.operators():
+                if op.kind is OperatorKind.LLM_CALL and op.parent:
+                    nodes.add("/".join(seg.removeprefix("node:") for seg in op.parent.split("/")))
+        return cls(nodes)
+
+    # -- observation ------------------------------------------------------------------------------
+    def observe(self, checkpoint_ns: str | None, node: str, ordinal: int, *, row: Any, prompt: tuple[int, ...],
+                output_tokens: int, latency_s: float, tokenizer: str) -> None:
+        """Fold one finished engine request into its site's profile. Mutates the plan."""
+        path = node_path(checkpoint_ns, node)
+        key = f"{path}#{ordinal}"
+        with self._lock:
+            s = self.sites.get(key)
+            if s is None or s.tokenizer != tokenizer:  # a new tokenizer: its prefixes start over
+                s = self.sites[key] = SiteProfile(path, ordinal, tokenizer=tokenizer,
+                                                  **({} if s is None else _counts(s)))
+            s.num_calls += 1
+            s.prompt_tokens += len(prompt)
+            s.output_tokens += output_tokens
+            s.max_output_tokens = max(s.max_output_tokens, output_tokens)
+            s.latency_s += latency_s
+            if s.num_distinct_prompts == 0:
+                s.prefix, s.num_distinct_prompts = list(prompt), 1
+            elif tuple(s.prefix) != prompt:
+                n = 0
+                for a, b in zip(s.prefix, prompt):
+                    if a != b:
+                        break
+                    n += 1
+                del s.prefix[n:]
+                s.num_distinct_prompts += 1
+            self._rows.setdefault(key, set()).add(row)
+
+    def finish_batch(self, num_rows: int) -> None:
+        """A run (of ``num_rows`` inputs) ended: count it and the rows each site was seen in."""
+        with self._lock:
+            for key, rows in self._rows.items():
+                self.sites[key].num_rows += len(rows)
+            self._rows.clear()
+            self.num_batches += 1
+
+    # -- reading --------------------------------------------------------------------------------
+    def profiled_nodes(self) -> set[str]:
+        with self._lock:
+            return {s.node for s in self.sites.values() if s.num_calls}
+
+    def static_prefixes(self, tokenizer: str) -> list[tuple[str, int, tuple[int, ...]]]:
+        """(node name, ordinal, static prefix) of every site profiled with ``tokenizer``."""
+        with self._lock:
+            out = [(s.node.rsplit("/", 1)[-1], s.ordinal, s.static_prefix) for s in self.sites.values()
+                   if s.tokenizer == tokenizer and s.static_prefix]
+        return sorted(out)  # type: ignore[arg-type]
+
+    def summary(self) -> str:
+        """What the plan knows, in a few lines (shown by ``explain()``)."""
+        with self._lock:
+            sites = sorted(self.sites.values(), key=lambda s: (s.node, s.ordinal))
+            nodes = self.llm_nodes | {s.node for s in sites}
+            profiled = {s.node for s in sites if s.num_calls}
+            batches = self.num_batches
+        with_prefix = sum(s.static_prefix is not None for s in sites)
+        head = (f"{len(profiled)}/{len(nodes)} LLM nodes profiled after {batches} "
+                f"batch{'es' if batches != 1 else ''} ({len(sites)} call sites, {with_prefix} with a static prefix)")
+        lines = [head]
+        missing = sorted(self.llm_nodes - profiled)
+        if missing:
+            lines.append(f"not seen calling an LLM yet: {', '.join(missing)}")
+        for s in sites:
+            pfx = s.static_prefix
+            lines.append(f"- {s.node}#{s.ordinal}: {s.num_calls} calls ({s.calls_per_row:.2g} per row), "
+                         f"prompt {s.prompt_tokens / max(1, s.num_calls):.0f} tok "
+                         f"(static prefix {len(pfx) if pfx else 0}), output {s.mean_output_tokens:.1f} tok "
+                         f"(max {s.max_output_tokens}), {1000 * s.mean_latency_s:.0f} ms")
+        return "\n".join(lines)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        with self._lock:
+            data = {"format": PLAN_FORMAT, "num_batches": self.num_batches, "llm_nodes": sorted(self.llm_nodes),
+                    "sites": [asdict(s) for s in self.sites.values()]}
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "LearnedPlan":
+        """Parse :meth:`to_json`'s output; ValueError when it is not a saved plan of this version."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not a helium_lc learned plan of format {PLAN_FORMAT}")
+        plan = cls(data.get("llm_nodes", ()))
+        plan.num_batches = int(data.get("num_batches", 0))
+        for d in data.get("sites", []):
+            s = SiteProfile(**d)
+            plan.sites[f"{s.node}#{s.ordinal}"] = s
+        return plan
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically (a temporary file renamed over ``path``)."""
+        p = Path(path)
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, p)
+
+    def merge_saved(self, path: str | os.PathLike[str]) -> bool:
+        """Take the profiles saved at ``path`` (a missing or unreadable file: nothing, False)."""
+        try:
+            saved = LearnedPlan.from_json(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError):
+            return False
+        with self._lock:
+            self.llm_nodes |= saved.llm_nodes
+            self.num_batches += saved.num_batches
+            for key, s in saved.sites.items():
+                self.sites.setdefault(key, s)
+        return True
+
+
+def _counts(s: SiteProfile) -> dict[str, Any]:
+    """The tokenizer-independent counters of a profile (kept when its tokenizer changes)."""
+    return {"num_calls": s.num_calls, "num_rows": s.num_rows, "prompt_tokens": s.prompt_tokens,
+            "output_tokens": s.output_tokens, "max_output_tokens": s.max_output_tokens, "latency_s": s.latency_s}
