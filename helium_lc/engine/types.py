@@ -138,7 +138,7 @@ class RequestOrigin:
     checkpoint_ns: str | None = None
     ordinal: int = 0                 # n-th LLM call made by this node in this step
     row: int | None = None           # input row within a batch
-    operator_id: str | None = None   # plan operator id, when capture knows it
+    operator_id: str | None = None   # the call site: "<node path>#<ordinal>" (the learned plan's key)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,17 @@
 """Plan rewrite rules (one per file), the fixpoint driver, and lowering to LangGraph.
 
 Example:
-    >>> [r.name for r in default_rules(cache_lookup=lambda op: None)]
-    ['prompt_cache', 'prune', 'cse']
+    >>> [r.name for r in default_rules()]
+    ['prune', 'cse']
 """
 
 from helium_lc.optimize.base import Rule, is_contractible
-from helium_lc.optimize.cache_substitution import PromptCacheSubstitution
 from helium_lc.optimize.cse import CommonSubexpressionElimination
 from helium_lc.optimize.driver import OptimizeResult, RuleChange, default_rules, optimize
 from helium_lc.optimize.lower import lower
 from helium_lc.optimize.prune import Prune
 
 __all__ = [
-    "Rule", "is_contractible", "PromptCacheSubstitution", "CommonSubexpressionElimination",
+    "Rule", "is_contractible", "CommonSubexpressionElimination",
     "OptimizeResult", "RuleChange", "default_rules", "optimize", "lower", "Prune",
 ]

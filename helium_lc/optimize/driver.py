@@ -13,16 +13,18 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from helium_lc.optimize.base import Rule
-from helium_lc.optimize.cache_substitution import PromptCacheSubstitution
 from helium_lc.optimize.cse import CommonSubexpressionElimination
 from helium_lc.optimize.prune import Prune
-from helium_lc.plan.ir import Operator, PlanError, QueryPlan
+from helium_lc.plan.ir import PlanError, QueryPlan
 
 __all__ = ["RuleChange", "OptimizeResult", "default_rules", "optimize", "RULE_NAMES"]
 
+#: Names ``HeliumConfig.disabled_rules`` accepts: the plan rules, and ``prompt_cache``, the runtime's
+#: exact prompt cache (which serves every deterministic call whose prompt it holds, so no plan-level
+#: substitution of static calls is needed).
 RULE_NAMES = ("prompt_cache", "prune", "cse")
 
 
@@ -47,14 +49,9 @@ class OptimizeResult:
                          for c in self.changes) or "(no changes)"
 
 
-def default_rules(output_keys: Iterable[str] | None = None,
-                  cache_lookup: Callable[[Operator], Any | None] | None = None) -> list[Rule]:
-    """``prompt_cache`` (when a lookup is given), then ``prune``, then ``cse``."""
-    rules: list[Rule] = []
-    if cache_lookup is not None:
-        rules.append(PromptCacheSubstitution(cache_lookup))
-    rules += [Prune(output_keys), CommonSubexpressionElimination()]
-    return rules
+def default_rules(output_keys: Iterable[str] | None = None) -> list[Rule]:
+    """``prune``, then ``cse``."""
+    return [Prune(output_keys), CommonSubexpressionElimination()]
 
 
 def optimize(plan: QueryPlan, rules: Sequence[Rule] | None = None, disabled: Iterable[str] = frozenset(),

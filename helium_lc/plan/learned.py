@@ -114,7 +114,8 @@ class LearnedPlan:
     # -- observation ------------------------------------------------------------------------------
     def observe(self, checkpoint_ns: str | None, node: str, ordinal: int, *, row: Any, prompt: tuple[int, ...],
                 output_tokens: int, latency_s: float, tokenizer: str) -> None:
-        """Fold one finished engine request into its site's profile. Mutates the plan."""
+        """Fold one finished engine request into its site's profile (key ``"<node path>#<ordinal>"``,
+        the ``operator_id`` the runtime stamps on requests). Mutates the plan."""
         path = node_path(checkpoint_ns, node)
         key = f"{path}#{ordinal}"
         with self._lock:

@@ -43,7 +43,7 @@ from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin
-from helium_lc.plan.learned import LearnedPlan
+from helium_lc.plan.learned import LearnedPlan, node_path
 from helium_lc.runtime.limits import Gate, backend_key
 from helium_lc.runtime.stats import RunStats, StatsRecorder
 
@@ -174,7 +174,8 @@ class Runtime:
             self._ordinals[key] = ordinal + 1
         self.recorder.add(num_llm_calls_requested=1)
         return RequestOrigin(node=node, step=step if isinstance(step, int) else None,
-                             checkpoint_ns=ns, ordinal=ordinal, row=row)
+                             checkpoint_ns=ns, ordinal=ordinal, row=row,
+                             operator_id=f"{node_path(ns, node)}#{ordinal}" if node else None)
 
     # -- engine requests ------------------------------------------------------------------------
     def prepare_request(self, request: GenerationRequest) -> tuple[GenerationRequest, int | None]:
