@@ -341,6 +341,10 @@ class AcceleratedGraph(Runnable[Any, Any]):
             self._last = stats
             self._total = self._total + stats
         log.debug("helium_lc run: %s", stats.summary())
+        try:
+            rt.teach_plan()
+        except Exception as exc:  # noqa: BLE001 - a pool shut down meanwhile: nothing to learn
+            log.debug("helium_lc: no row-reuse evidence for the learned plan: %s", exc)
         self.learned_plan.finish_batch(num_rows)
         if self._plan_path is not None and stats.num_engine_requests:
             try:

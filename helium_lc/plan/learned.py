@@ -96,6 +96,9 @@ class LearnedPlan:
         self.llm_nodes: set[str] = set(llm_nodes)   # statically known (capture)
         self.sites: dict[str, SiteProfile] = {}
         self.num_batches = 0
+        #: per tokenizer: how much the app's rows re-read their own context (the scheduler's
+        #: row-reuse means: rows, own_tokens, revisit_tokens, decode_steps)
+        self.row_reuse: dict[str, dict[str, float]] = {}
         self._rows: dict[str, set[Any]] = {}         # this batch: site -> rows seen
         self._lock = threading.Lock()
 
@@ -148,6 +151,16 @@ class LearnedPlan:
             self._rows.clear()
             self.num_batches += 1
 
+    def set_row_reuse(self, tokenizer: str, means: dict[str, float]) -> None:
+        """Keep the scheduler's row-reuse means for ``tokenizer`` (replacing older ones)."""
+        with self._lock:
+            self.row_reuse[tokenizer] = {k: float(means[k]) for k in _REUSE_KEYS}
+
+    def row_reuse_for(self, tokenizer: str) -> dict[str, float] | None:
+        with self._lock:
+            got = self.row_reuse.get(tokenizer)
+            return dict(got) if got else None
+
     # -- reading --------------------------------------------------------------------------------
     def profiled_nodes(self) -> set[str]:
         with self._lock:
@@ -171,6 +184,9 @@ class LearnedPlan:
         head = (f"{len(profiled)}/{len(nodes)} LLM nodes profiled after {batches} "
                 f"batch{'es' if batches != 1 else ''} ({len(sites)} call sites, {with_prefix} with a static prefix)")
         lines = [head]
+        for tok, r in sorted(self.row_reuse.items()):
+            lines.append(f"rows re-read {r['revisit_tokens']:.0f} of their {r['own_tokens']:.0f} own prompt tokens "
+                         f"in later waves (mean of {r['rows']:.0f} rows; the row gate's prior)")
         missing = sorted(self.llm_nodes - profiled)
         if missing:
             lines.append(f"not seen calling an LLM yet: {', '.join(missing)}")
@@ -186,7 +202,7 @@ class LearnedPlan:
     def to_json(self) -> str:
         with self._lock:
             data = {"format": PLAN_FORMAT, "num_batches": self.num_batches, "llm_nodes": sorted(self.llm_nodes),
-                    "sites": [asdict(s) for s in self.sites.values()]}
+                    "sites": [asdict(s) for s in self.sites.values()], "row_reuse": self.row_reuse}
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -197,6 +213,7 @@ class LearnedPlan:
             raise ValueError(f"not a helium_lc learned plan of format {PLAN_FORMAT}")
         plan = cls(data.get("llm_nodes", ()))
         plan.num_batches = int(data.get("num_batches", 0))
+        plan.row_reuse = {str(k): {n: float(v[n]) for n in _REUSE_KEYS} for k, v in data.get("row_reuse", {}).items()}
         for d in data.get("sites", []):
             s = SiteProfile(**d)
             plan.sites[f"{s.node}#{s.ordinal}"] = s
@@ -220,7 +237,12 @@ class LearnedPlan:
             self.num_batches += saved.num_batches
             for key, s in saved.sites.items():
                 self.sites.setdefault(key, s)
+            for tok, means in saved.row_reuse.items():
+                self.row_reuse.setdefault(tok, means)
         return True
+
+
+_REUSE_KEYS = ("rows", "own_tokens", "revisit_tokens", "decode_steps")
 
 
 def _counts(s: SiteProfile) -> dict[str, Any]:

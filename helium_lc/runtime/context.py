@@ -132,6 +132,7 @@ class Runtime:
         #: the source of call-site prefixes for the schedulers this run uses.
         self.learned = learned
         self._tokenizers: dict[int, str] = {}  # id(pool) -> identity of its tokenizer
+        self._scheduler_pools: list[tuple[Any, Any]] = []  # (scheduler, pool) this run seeded
         #: Per-backend in-flight caps (``max_in_flight_per_backend``), shared like the cache.
         self.gates: dict[str, Gate] = gates if gates is not None else {}
         self.cache = cache
@@ -209,8 +210,25 @@ class Runtime:
                 self._schedulers.append(scheduler)
         if first_use and self.learned is not None:
             # what earlier runs (of this process or, through a saved plan, of another) learned
-            scheduler.seed_sites(state[1].app_key, self.learned.static_prefixes(self._tokenizer_of(pool)))
+            from helium_lc.runtime.sched_model import RowReuse
+
+            tok = self._tokenizer_of(pool)
+            prior = self.learned.row_reuse_for(tok)
+            self._scheduler_pools.append((scheduler, pool))
+            scheduler.seed(state[1].app_key, self.learned.static_prefixes(tok),
+                           RowReuse(int(prior["rows"]), prior["own_tokens"], prior["revisit_tokens"],
+                                    prior["decode_steps"]) if prior else None)
         return (scheduler, *state)
+
+    def teach_plan(self) -> None:
+        """Copy into the learned plan what this run's schedulers learned of the app's rows."""
+        if self.learned is None or self._sched_state is None:
+            return
+        app_key = self._sched_state[1].app_key
+        for scheduler, pool in list(self._scheduler_pools):
+            est = scheduler.row_reuse(app_key)
+            if est is not None and est.rows:
+                self.learned.set_row_reuse(self._tokenizer_of(pool), dataclasses.asdict(est))
 
     def _tokenizer_of(self, pool: Any) -> str:
         """A short identity of the pool's model (tokenizer included): learned prefixes are token ids."""

@@ -340,6 +340,12 @@ class RowReuseBook:
         """The app's per-row means, or None before any of its rows ended."""
         return self._apps.get(app_key)
 
+    def seed(self, app_key: Hashable, prior: RowReuse) -> None:
+        """Start an app not seen here from ``prior`` (a learned plan's means); its own rows then
+        fold in as usual. Mutates the book."""
+        if app_key not in self._apps and prior.rows > 0:
+            self._apps[app_key] = RowReuse(prior.rows, prior.own_tokens, prior.revisit_tokens, prior.decode_steps)
+
 
 def best_row_concurrency(lo: int, hi: int, *, decode_steps: float, revisit_tokens: float, own_tokens: float,
                          free_tokens: float, step_base_s: float, prefill_s_per_token: float) -> int:

@@ -57,7 +57,7 @@ from typing import Any, AsyncIterator, Callable, Hashable, Iterable, Iterator
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
                                    StreamInterruptedError, WorkerDiedError)
-from helium_lc.runtime.sched_model import (RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
+from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
                                            choose_warm_prefixes, row_footprints, template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
 from helium_lc.schedule.policies.helium import WARM_MIN_TOKENS
@@ -300,17 +300,30 @@ class RuntimeScheduler:
                 lines.append(f"warm worker {w}: {n} tokens")
         return "\n".join(lines)
 
-    def seed_sites(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]]) -> None:
-        """Know the static prefixes ``(node, ordinal, prefix)`` of an app's call sites before its
-        calls arrive (from its learned plan): they are planned with templates and warmed from
-        the first batch. Sites already learned here keep what they learned."""
+    def seed(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]],
+             row_reuse: RowReuse | None = None) -> None:
+        """Know an app before its calls arrive (from its learned plan): the static prefixes
+        ``(node, ordinal, prefix)`` of its call sites (planned with templates and warmed from the
+        first batch) and how much its rows re-read their context (the row gate's evidence, so a
+        first batch under KV pressure is gated too). What this scheduler learned itself is kept."""
         seeds = [((app_key, node, ordinal), tuple(prefix)) for node, ordinal, prefix in prefixes]
-        if seeds:  # the site book is the engine loop's: seed it there, before any later request
-            self._pool().engine_loop.call_soon(self._seed, seeds)
+        if seeds or row_reuse is not None:  # the books are the engine loop's: seed them there first
+            self._pool().engine_loop.call_soon(self._seed, app_key, seeds, row_reuse)
 
-    def _seed(self, seeds: list[tuple[Hashable, tuple[int, ...]]]) -> None:
+    def _seed(self, app_key: Hashable, seeds: list[tuple[Hashable, tuple[int, ...]]],
+              row_reuse: RowReuse | None) -> None:
         for site, prefix in seeds:
             self.sites.seed(site, prefix)
+        if row_reuse is not None:
+            self.reuse.seed(app_key, row_reuse)
+
+    def row_reuse(self, app_key: Hashable) -> RowReuse | None:
+        """What this scheduler learned of how the app's rows re-read their context (a copy;
+        after the row ends already signalled have been folded in)."""
+        async def read() -> RowReuse | None:
+            est = self.reuse.estimate(app_key)
+            return None if est is None else replace(est)
+        return self._pool().engine_loop.run(read(), timeout_s=10.0)
 
     # -- on the engine loop ---------------------------------------------------------------------
     def _pool(self) -> Any:

@@ -32,8 +32,10 @@ def test_profiles_fold_prompts_and_survive_json() -> None:
     assert lp.sites["team/b#0"].static_prefix is None           # one prompt: no prefix known yet
     assert lp.static_prefixes("t") == [("a", 0, (1, 2, 3))] and lp.static_prefixes("other") == []
     assert lp.summary().splitlines()[0] == "2/2 LLM nodes profiled after 1 batch (2 call sites, 1 with a static prefix)"
+    lp.set_row_reuse("t", {"rows": 3, "own_tokens": 100, "revisit_tokens": 40, "decode_steps": 12})
     again = LearnedPlan.from_json(lp.to_json())
-    assert again.summary() == lp.summary()
+    assert again.summary() == lp.summary() and again.row_reuse_for("t")["revisit_tokens"] == 40.0
+    assert again.row_reuse_for("u") is None
     # another tokenizer's prompts start the prefix over (its token ids mean other text); counts stay
     lp.observe("", "a", 0, row=0, prompt=(40, 41), output_tokens=1, latency_s=0.1, tokenizer="u")
     assert lp.sites["a#0"].num_calls == 4 and lp.sites["a#0"].static_prefix is None
@@ -98,6 +100,9 @@ def test_a_saved_plan_warms_a_later_stage_on_the_first_batch_of_a_new_process(tm
         stats = fast2.last_run_stats()
         assert stats.num_cache_hits == 0 and stats.num_warm_requests >= 1
         assert w2.stats().num_warm_requests >= 1
+        # the row gate's evidence came with the plan: the 3 rows of run 1, then this run's 3
+        from helium_lc.runtime.scheduler import scheduler_for
+        assert scheduler_for(pool2).row_reuse(id(fast2.prompt_cache)).rows == 6
     finally:
         pool2.shutdown()
 
@@ -107,5 +112,7 @@ def test_a_saved_plan_warms_a_later_stage_on_the_first_batch_of_a_new_process(tm
         fast3.batch(topics)
         assert fast3.last_run_stats().num_warm_requests == 0    # a first batch knows nothing
         assert w3.stats().num_warm_requests == 0
+        from helium_lc.runtime.scheduler import scheduler_for
+        assert scheduler_for(pool3).row_reuse(id(fast3.prompt_cache)).rows == 3   # its own rows only
     finally:
         pool3.shutdown()
