@@ -270,7 +270,7 @@ def _tool_node_operator(name: str, runnable: Any, nid: str, prefix: str) -> Oper
     key = getattr(runnable, "_messages_key", "messages")  # no public accessor in langgraph
     injected = getattr(runnable, "_injected_args", None)
     reads_state = injected is None or any(getattr(a, "state", None) for a in injected.values())
-    tools = sorted(runnable.tools_by_name)
+    tools = sorted(getattr(runnable, "tools_by_name", None) or {})
     return Operator(nid, OperatorKind.NODE, name, Purity.SIDE_EFFECT,
                     reads=None if reads_state else frozenset({key}), writes=frozenset({key}),
                     params={"prebuilt": "ToolNode", "tools": tuple(tools)},

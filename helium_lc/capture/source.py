@@ -206,7 +206,7 @@ def _helper_facts(obj: Any, depth: int) -> FunctionFacts | None:
         return None
     try:
         return analyse_function(obj, function_namespace(obj), _depth=depth + 1)
-    except (ValueError, RecursionError):
+    except Exception:  # noqa: BLE001 - an unreadable helper only hides its calls; capture never raises
         return None
 
 
