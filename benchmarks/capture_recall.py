@@ -30,15 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 
+from helium_lc.plan.learned import node_path, operator_node_path  # noqa: E402
+
 __all__ = ["measure", "observed_llm_nodes", "captured_llm_nodes", "main"]
-
-
-def _path(namespace: str, node: str) -> str:
-    """``"markets:<id>|model:<id>"`` -> ``"markets/model"`` (the node's place in the graph)."""
-    parts = [seg.split(":")[0] for seg in namespace.split("|") if seg] if namespace else []
-    if not parts or parts[-1] != node:
-        parts.append(node)
-    return "/".join(parts)
 
 
 def observed_llm_nodes(app: Any, inputs: Sequence[Any]) -> set[str]:
@@ -49,7 +43,7 @@ def observed_llm_nodes(app: Any, inputs: Sequence[Any]) -> set[str]:
         def on_chat_model_start(self, serialized: Any, messages: Any, *, metadata: Any = None, **kw: Any) -> None:
             meta = metadata or {}
             if meta.get("langgraph_node"):
-                seen.add(_path(str(meta.get("langgraph_checkpoint_ns", "")), str(meta["langgraph_node"])))
+                seen.add(node_path(str(meta.get("langgraph_checkpoint_ns", "")), str(meta["langgraph_node"])))
 
     asyncio.run(app.abatch(list(inputs), {"callbacks": [Recorder()]}))
     return seen
@@ -62,7 +56,7 @@ def captured_llm_nodes(plan: Any) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for op in plan.operators():
         if op.kind is OperatorKind.LLM_CALL and op.parent:
-            path = "/".join(seg.removeprefix("node:") for seg in op.parent.split("/"))
+            path = operator_node_path(op.parent)
             known = op.template is not None and op.template.is_exact and bool(op.template.messages)
             out[path] = out.get(path, False) or bool(known)
     return out

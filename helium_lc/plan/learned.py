@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["SiteProfile", "LearnedPlan", "node_path", "PLAN_FORMAT"]
+__all__ = ["SiteProfile", "LearnedPlan", "node_path", "operator_node_path", "PLAN_FORMAT"]
 
 #: Version of the saved form; a file of another version is ignored (and rewritten).
 PLAN_FORMAT = 1
@@ -53,6 +53,11 @@ def node_path(checkpoint_ns: str | None, node: str) -> str:
     if not parts or parts[-1] != node:
         parts.append(node)
     return "/".join(parts)
+
+
+def operator_node_path(parent_id: str) -> str:
+    """The node path of a plan operator's parent id: ``"team/node:writer"`` -> ``"team/writer"``."""
+    return "/".join(seg.removeprefix("node:") for seg in parent_id.split("/"))
 
 
 @dataclass
@@ -111,7 +116,7 @@ class LearnedPlan:
         if plan is not None:
             for op in plan.operators():
                 if op.kind is OperatorKind.LLM_CALL and op.parent:
-                    nodes.add("/".join(seg.removeprefix("node:") for seg in op.parent.split("/")))
+                    nodes.add(operator_node_path(op.parent))
         return cls(nodes)
 
     # -- observation ------------------------------------------------------------------------------
