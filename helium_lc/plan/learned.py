@@ -97,8 +97,11 @@ class SiteProfile:
 class LearnedPlan:
     """LLM nodes (from capture) and call-site profiles (from runs). Thread-safe; see module doc."""
 
-    def __init__(self, llm_nodes: Iterable[str] = ()) -> None:
+    def __init__(self, llm_nodes: Iterable[str] = (), looping_nodes: Iterable[str] = ()) -> None:
         self.llm_nodes: set[str] = set(llm_nodes)   # statically known (capture)
+        #: LLM nodes on a cycle of the graph (capture's topology): a row that loops through one
+        #: calls it again with its conversation extended, so it re-reads its own context
+        self.looping_nodes: set[str] = set(looping_nodes)
         self.sites: dict[str, SiteProfile] = {}
         self.num_batches = 0
         #: per tokenizer: how much the app's rows re-read their own context (the scheduler's
@@ -109,15 +112,27 @@ class LearnedPlan:
 
     @classmethod
     def from_query_plan(cls, plan: Any) -> "LearnedPlan":
-        """Seed from a captured plan: the node paths that hold an LLM_CALL operator."""
+        """Seed from a captured plan: the node paths that hold an LLM_CALL operator, and those
+        of them on a cycle of the plan's graph (a loop back to the node, e.g. a debate's rounds
+        or a reflection loop; the topology is reliable even where node bodies are opaque)."""
+        import networkx as nx
+
         from helium_lc.plan.ir import OperatorKind
 
-        nodes = set()
+        nodes, looping = set(), set()
         if plan is not None:
+            cyclic: set[str] = set()
+            for comp in nx.strongly_connected_components(plan.graph):
+                if len(comp) > 1:
+                    cyclic |= comp
+            cyclic |= {u for u, v in plan.graph.edges if u == v}
             for op in plan.operators():
                 if op.kind is OperatorKind.LLM_CALL and op.parent:
-                    nodes.add(operator_node_path(op.parent))
-        return cls(nodes)
+                    path = operator_node_path(op.parent)
+                    nodes.add(path)
+                    if op.op_id in cyclic or op.parent in cyclic:
+                        looping.add(path)
+        return cls(nodes, looping)
 
     # -- observation ------------------------------------------------------------------------------
     def observe(self, checkpoint_ns: str | None, node: str, ordinal: int, *, row: Any, prompt: tuple[int, ...],
@@ -189,6 +204,10 @@ class LearnedPlan:
         head = (f"{len(profiled)}/{len(nodes)} LLM nodes profiled after {batches} "
                 f"batch{'es' if batches != 1 else ''} ({len(sites)} call sites, {with_prefix} with a static prefix)")
         lines = [head]
+        if self.looping_nodes:
+            lines.append(f"rows loop through LLM node{'s' if len(self.looping_nodes) > 1 else ''} "
+                         f"{', '.join(sorted(self.looping_nodes))}: expected to re-read their context "
+                         "(row gate and row-major order from the first batch)")
         for tok, r in sorted(self.row_reuse.items()):
             lines.append(f"rows re-read {r['revisit_tokens']:.0f} of their {r['own_tokens']:.0f} own prompt tokens "
                          f"in later waves (mean of {r['rows']:.0f} rows; the row gate's prior)")
@@ -207,6 +226,7 @@ class LearnedPlan:
     def to_json(self) -> str:
         with self._lock:
             data = {"format": PLAN_FORMAT, "num_batches": self.num_batches, "llm_nodes": sorted(self.llm_nodes),
+                    "looping_nodes": sorted(self.looping_nodes),
                     "sites": [asdict(s) for s in self.sites.values()], "row_reuse": self.row_reuse}
         return json.dumps(data, separators=(",", ":"))
 
@@ -216,7 +236,7 @@ class LearnedPlan:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise ValueError(f"not a helium_lc learned plan of format {PLAN_FORMAT}")
-        plan = cls(data.get("llm_nodes", ()))
+        plan = cls(data.get("llm_nodes", ()), data.get("looping_nodes", ()))
         plan.num_batches = int(data.get("num_batches", 0))
         plan.row_reuse = {str(k): {n: float(v[n]) for n in _REUSE_KEYS} for k, v in data.get("row_reuse", {}).items()}
         for d in data.get("sites", []):
@@ -239,6 +259,7 @@ class LearnedPlan:
             return False
         with self._lock:
             self.llm_nodes |= saved.llm_nodes
+            self.looping_nodes |= saved.looping_nodes
             self.num_batches += saved.num_batches
             for key, s in saved.sites.items():
                 self.sites.setdefault(key, s)

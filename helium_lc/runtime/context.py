@@ -217,7 +217,8 @@ class Runtime:
             self._scheduler_pools.append((scheduler, pool))
             scheduler.seed(state[1].app_key, self.learned.static_prefixes(tok),
                            RowReuse(int(prior["rows"]), prior["own_tokens"], prior["revisit_tokens"],
-                                    prior["decode_steps"]) if prior else None)
+                                    prior["decode_steps"]) if prior else None,
+                           rows_loop=bool(self.learned.looping_nodes))
         return (scheduler, *state)
 
     def teach_plan(self) -> None:

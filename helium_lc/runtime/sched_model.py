@@ -247,6 +247,7 @@ class _LiveRow:
     decode_steps: int = 0
     in_flight: int = 0   # calls planned and not finished
     wave_steps: int = 0  # longest estimated output of the current wave
+    wave_blocks: set[Any] = field(default_factory=set)  # own blocks the current wave read
 
 
 class RowReuseBook:
@@ -279,6 +280,7 @@ class RowReuseBook:
         self._live: dict[tuple[int, Hashable], _LiveRow] = {}
         self._owner: dict[int, dict[Any, Any]] = {}  # ticket -> block key -> row | _SHARED
         self._apps: dict[Hashable, RowReuse] = {}
+        self._looping: set[Hashable] = set()  # apps whose graph loops through an LLM node
 
     def observe(self, app_key: Hashable, ticket: int, calls: Iterable[tuple[Hashable, Sequence[int], int]]) -> None:
         """Record one plan's calls of a run (``ticket``): (row, prompt, estimated output tokens)."""
@@ -298,11 +300,15 @@ class RowReuseBook:
                 live = self._live[(ticket, row)] = _LiveRow(app_key)
             mine = {k for k in seen if owner[k] == row}
             if live.in_flight <= 0:  # a new wave: its reads of the row's earlier blocks may miss
-                for b in mine & live.blocks.keys():
-                    live.blocks[b] += 1
+                live.wave_blocks = set()
                 live.wave_steps = 0
-            for b in mine - live.blocks.keys():
-                live.blocks[b] = 0
+            # a block of an earlier wave counts once per wave, whichever plan of the wave reads it
+            for b in mine - live.wave_blocks:
+                if b in live.blocks:
+                    live.blocks[b] += 1
+                else:
+                    live.blocks[b] = 0
+            live.wave_blocks |= mine
             live.decode_steps += max(0, steps[row] - live.wave_steps)
             live.wave_steps = max(live.wave_steps, steps[row])
             live.in_flight += count[row]
@@ -339,6 +345,24 @@ class RowReuseBook:
     def estimate(self, app_key: Hashable) -> RowReuse | None:
         """The app's per-row means, or None before any of its rows ended."""
         return self._apps.get(app_key)
+
+    def expect_rereads(self, app_key: Hashable) -> None:
+        """The app's graph loops through an LLM node (its plan's topology): until its own rows
+        tell otherwise, expect them to re-read their context (:meth:`prior`). Mutates the book."""
+        self._looping.add(app_key)
+
+    def expects_rereads(self, app_key: Hashable) -> bool:
+        """Whether :meth:`expect_rereads` was called for the app."""
+        return app_key in self._looping
+
+    def prior(self, app_key: Hashable, *, own_tokens: float, wave_steps: float) -> RowReuse | None:
+        """What to assume of an app none of whose rows ended yet: for an app that loops through
+        an LLM node, one later wave re-reads each row's own tokens (``own_tokens``: the mean own
+        footprint of the rows at hand) and a row takes two waves of ``wave_steps`` decode steps;
+        otherwise None (no evidence that holding rows saves anything)."""
+        if app_key not in self._looping or app_key in self._apps:
+            return None
+        return RowReuse(rows=0, own_tokens=own_tokens, revisit_tokens=own_tokens, decode_steps=2 * wave_steps)
 
     def seed(self, app_key: Hashable, prior: RowReuse) -> None:
         """Start an app not seen here from ``prior`` (a learned plan's means); its own rows then

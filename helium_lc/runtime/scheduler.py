@@ -168,6 +168,7 @@ class _Pending:
     ticket: RunTicket
     arrival_seq: int
     future: "asyncio.Future[_Placement]"
+    held: bool = False  # the row gate held it back at least once
 
 
 @dataclass(frozen=True)
@@ -214,13 +215,15 @@ class RuntimeScheduler:
         self._held: list[_Pending] = []  # calls of rows not admitted yet (row gate)
         self._in_flight = 0  # requests placed and not finished
         self._force_rows = 0  # rows the gate admits whatever their footprint (stall recovery)
+        self._stall_handle: asyncio.TimerHandle | None = None  # the armed stall check
+        self._last_progress = 0.0  # engine-loop time the last request finished
         self._unadmitted: dict[int, int] = defaultdict(int)
         self._queued_work_s: dict[int, float] = defaultdict(float)
         self._recent: deque[_PlanRecord] = deque(maxlen=8)
         self._warm_tasks: set[asyncio.Task[Any]] = set()
         self.totals: dict[str, float] = {"planning_s": 0.0, "num_plans": 0, "num_planned_requests": 0,
                                          "num_warm_requests": 0, "num_oversized_requests": 0,
-                                         "num_replanned_requests": 0}
+                                         "num_replanned_requests": 0, "num_held_requests": 0}
 
     # -- public API (any thread / loop) ---------------------------------------------------------
     async def agenerate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
@@ -283,6 +286,7 @@ class RuntimeScheduler:
                  f"{int(self.totals['num_planned_requests'])} requests, planning "
                  f"{1000 * self.totals['planning_s']:.1f} ms, {int(self.totals['num_warm_requests'])} warm-ups, "
                  f"{int(self.totals['num_replanned_requests'])} re-planned, "
+                 f"{int(self.totals['num_held_requests'])} held by the row gate, "
                  f"{len(self.sites)} call sites learned"]
         if not records:
             return lines[0] + "\n(no plan yet)"
@@ -301,21 +305,25 @@ class RuntimeScheduler:
         return "\n".join(lines)
 
     def seed(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]],
-             row_reuse: RowReuse | None = None) -> None:
+             row_reuse: RowReuse | None = None, *, rows_loop: bool = False) -> None:
         """Know an app before its calls arrive (from its learned plan): the static prefixes
         ``(node, ordinal, prefix)`` of its call sites (planned with templates and warmed from the
-        first batch) and how much its rows re-read their context (the row gate's evidence, so a
-        first batch under KV pressure is gated too). What this scheduler learned itself is kept."""
+        first batch), how much its rows re-read their context (the row gate's evidence, so a
+        first batch under KV pressure is gated too) and, without that evidence, whether its graph
+        loops through an LLM node (``rows_loop``: the gate's prior). What this scheduler learned
+        itself is kept."""
         seeds = [((app_key, node, ordinal), tuple(prefix)) for node, ordinal, prefix in prefixes]
-        if seeds or row_reuse is not None:  # the books are the engine loop's: seed them there first
-            self._pool().engine_loop.call_soon(self._seed, app_key, seeds, row_reuse)
+        if seeds or row_reuse is not None or rows_loop:  # the books are the engine loop's: seed them there first
+            self._pool().engine_loop.call_soon(self._seed, app_key, seeds, row_reuse, rows_loop)
 
     def _seed(self, app_key: Hashable, seeds: list[tuple[Hashable, tuple[int, ...]]],
-              row_reuse: RowReuse | None) -> None:
+              row_reuse: RowReuse | None, rows_loop: bool) -> None:
         for site, prefix in seeds:
             self.sites.seed(site, prefix)
         if row_reuse is not None:
             self.reuse.seed(app_key, row_reuse)
+        if rows_loop:
+            self.reuse.expect_rereads(app_key)
 
     def row_reuse(self, app_key: Hashable) -> RowReuse | None:
         """What this scheduler learned of how the app's rows re-read their context (a copy;
@@ -405,8 +413,9 @@ class RuntimeScheduler:
                 self._settle(placed, admitted=True)
                 if ticket.signals_rows and origin.row is not None:
                     self.reuse.call_done(id(ticket), origin.row)
+                self._last_progress = loop.time()
                 if self._in_flight == 0 and self._held:
-                    loop.call_later(STALL_S, self._check_stalled)
+                    self._arm_stall_check()
             self.profile.record(site, result.num_output_tokens)
             return result
         raise WorkerDiedError(f"request {request.request_id} could not be served: every worker it was "
@@ -440,16 +449,29 @@ class RuntimeScheduler:
             self._held = []
             self._arm(asyncio.get_running_loop(), 0.0)
 
+    def _arm_stall_check(self) -> None:
+        if self._stall_handle is None:
+            self._stall_handle = asyncio.get_running_loop().call_later(STALL_S, self._check_stalled)
+
     def _check_stalled(self) -> None:
         """Nothing ran for ``STALL_S`` while rows are held: admit the next held row anyway.
 
         The admitted rows may be unable to go on without a held row finishing first. With sync
         nodes, LangGraph runs each node on a thread of a bounded executor; held calls block
         those threads, and an admitted row's next node can then wait for a thread forever.
+        One check is armed at a time, and it counts from the last request that finished: a
+        row between two of its steps (nothing in flight for a few milliseconds) is no stall.
         """
-        if self._in_flight == 0 and self._held:
-            self._force_rows += 1
-            self._requeue_held()
+        self._stall_handle = None
+        if self._in_flight or not self._held:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_progress
+        if idle < STALL_S:
+            self._stall_handle = loop.call_later(STALL_S - idle, self._check_stalled)
+            return
+        self._force_rows += 1
+        self._requeue_held()
 
     def _gate(self, group: list[_Pending]) -> list[_Pending]:
         """Row gate of row-major policies: the calls of rows that may run now; holds the rest.
@@ -488,8 +510,12 @@ class RuntimeScheduler:
             return group
         def key(p: _Pending) -> tuple[int, int]:
             return id(p.ticket), p.request.origin.row  # type: ignore[union-attr]
-        shared, own = row_footprints(((key(p), p.request.prompt_token_ids, self._est_output_tokens(p))
+        est_out = {id(p): self._est_output_tokens(p) for p in gated}
+        shared, own = row_footprints(((key(p), p.request.prompt_token_ids, est_out[id(p)])
                                       for p in gated), self.models.block_size)
+        wave_steps: dict[Hashable, int] = {}  # app -> longest estimated output of its calls here
+        for p in gated:
+            wave_steps[p.ticket.app_key] = max(wave_steps.get(p.ticket.app_key, 0), est_out[id(p)])
         first_seen: dict[tuple[int, int], int] = {}
         for p in gated:
             first_seen.setdefault(key(p), p.arrival_seq)
@@ -505,7 +531,7 @@ class RuntimeScheduler:
                 app = app_of[k]
                 if app not in target:
                     target[app] = self._row_target(app, len(self._active_rows), len(candidates) - i,
-                                                   capacity - shared, own)
+                                                   capacity - shared, own, wave_steps[app])
                 if len(self._active_rows) >= target[app]:
                     if not self._force_rows:
                         break
@@ -517,27 +543,36 @@ class RuntimeScheduler:
         admitted = [p for p in group if id(p) not in gated_ids or key(p) in self._active_rows]
         if len(admitted) < len(group):
             ids = {id(p) for p in admitted}
-            self._held.extend(p for p in group if id(p) not in ids)
+            for p in group:
+                if id(p) not in ids:
+                    self.totals["num_held_requests"] += not p.held
+                    p.held = True
+                    self._held.append(p)
             if self._in_flight == 0:
-                asyncio.get_running_loop().call_later(STALL_S, self._check_stalled)
+                self._arm_stall_check()
         return admitted
 
     def _rereads(self, app: Hashable) -> bool:
         """Whether the app's finished rows re-read their own context in later waves (at least a
-        tenth of it): then row-major priorities and the row gate keep it resident; otherwise
-        they only stagger rows (smaller decode batches at the end) and are not used."""
+        tenth of it) or, before any of its rows ended, whether its plan's graph loops through an
+        LLM node: then row-major priorities and the row gate keep that context resident;
+        otherwise they only stagger rows (smaller decode batches at the end) and are not used."""
         est = self.reuse.estimate(app)
-        return est is not None and est.revisit_tokens >= 0.1 * max(1.0, est.own_tokens)
+        if est is None:
+            return self.reuse.expects_rereads(app)
+        return est.revisit_tokens >= 0.1 * max(1.0, est.own_tokens)
 
     def _row_target(self, app: Hashable, active: int, waiting: int, free_tokens: int,
-                    own: dict[tuple[int, int], int]) -> int:
-        """Rows to run at once when ``waiting`` more rows do not fit beside ``active`` ones."""
-        est = self.reuse.estimate(app)
+                    own: dict[tuple[int, int], int], wave_steps: int) -> int:
+        """Rows to run at once when ``waiting`` more rows do not fit beside ``active`` ones:
+        from the app's finished rows, else from its plan's prior (``RowReuseBook.prior``)."""
+        own_mean = sum(own.values()) / max(1, len(own))
+        est = self.reuse.estimate(app) or self.reuse.prior(app, own_tokens=own_mean, wave_steps=wave_steps)
         if est is None or not self._rereads(app):
             return active + waiting  # no evidence that holding saves anything
         return best_row_concurrency(
             active, active + waiting, decode_steps=est.decode_steps, revisit_tokens=est.revisit_tokens,
-            own_tokens=sum(own.values()) / max(1, len(own)), free_tokens=max(0, free_tokens),
+            own_tokens=own_mean, free_tokens=max(0, free_tokens),
             step_base_s=self.cost.decode_step_base_s, prefill_s_per_token=self.cost.prefill_s_per_token)
 
     def _flush(self) -> None:

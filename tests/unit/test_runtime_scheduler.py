@@ -523,3 +523,76 @@ def test_row_gate_does_not_deadlock_sync_nodes_on_a_small_executor() -> None:
         finally:
             pool.shutdown()
     assert outs["helium"] == outs["fifo"]
+
+
+def _map_reduce(llm: HeliumChatModel, num_agents: int = 2) -> Any:
+    """Map-reduce-like, no loop: agents answer over the row's context, a summariser reads only
+    their answers."""
+    system = "You debate. " + " ".join(f"rule{i}" for i in range(60))
+
+    def fan(state: _State) -> list[Send]:
+        return [Send("agent", {"context": state["context"], "agent": a, "round": 0}) for a in range(num_agents)]
+
+    async def agent(t: dict[str, Any]) -> dict[str, Any]:
+        reply = await llm.ainvoke([SystemMessage(system), HumanMessage(f"Agent {t['agent']}. {t['context']}")])
+        return {"answers": [{"round": 0, "agent": t["agent"], "text": reply.content}]}
+
+    async def summarise(state: _State) -> dict[str, Any]:
+        listing = " ".join(a["text"] for a in state["answers"])
+        await llm.ainvoke([SystemMessage(system), HumanMessage(f"Summarise: {listing}")])
+        return {"round": 1}
+
+    g = StateGraph(_State)
+    g.add_node("agent", agent)
+    g.add_node("summarise", summarise)
+    g.add_conditional_edges(START, fan, ["agent"])
+    g.add_edge("agent", "summarise")
+    g.add_edge("summarise", END)
+    return g.compile()
+
+
+def test_first_batch_of_a_looping_app_is_gated_from_its_plans_topology(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The debate's graph loops back to its LLM node (captured topology), so on the very first
+    # batch of a new accelerate() -- no rows finished, nothing learned -- the row gate holds
+    # rows that do not fit and row-major order runs a row's round 2 first: less prefill than
+    # fifo, same final states. A graph without such a loop is never held on its first batch.
+    import helium_lc.runtime.scheduler as scheduler_module
+    monkeypatch.setattr(scheduler_module, "STALL_S", 2.0)  # see the test above
+    computed, outs = {}, {}
+    for policy in ("fifo", "helium"):
+        pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=1024))
+        try:
+            fast = accelerate(_debate(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy=policy))
+            assert fast.learned_plan.looping_nodes == {"agent"}
+            assert "rows loop through LLM node agent" in fast.learned_plan.summary()
+            outs[policy] = asyncio.run(fast.abatch(_inputs(6, seed=3)))
+            computed[policy] = pool.stats()["num_computed_prompt_tokens"]
+            held = scheduler_for(pool).totals["num_held_requests"]
+            assert held > 0 if policy == "helium" else held == 0
+        finally:
+            pool.shutdown()
+    assert outs["helium"] == outs["fifo"]
+    assert computed["helium"] < 0.9 * computed["fifo"], computed
+
+    pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=1024))
+    try:
+        fast = accelerate(_map_reduce(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy="helium"))
+        assert fast.learned_plan.looping_nodes == set()
+        asyncio.run(fast.abatch(_inputs(6, seed=3)))
+        assert scheduler_for(pool).totals["num_held_requests"] == 0
+    finally:
+        pool.shutdown()
+
+
+def test_row_reuse_counts_rereads_of_a_wave_planned_in_several_plans() -> None:
+    # Round 2 of a row whose two agents' calls arrive in two plans (the second while the first
+    # is in flight): one wave, and each agent's re-read of its own round-1 blocks counts.
+    book = RowReuseBook(2)
+    book.observe("app", 1, [(0, (1, 2, 5, 6), 1), (0, (1, 2, 7, 8), 1)])   # wave 1: both agents
+    book.call_done(1, 0); book.call_done(1, 0)
+    book.observe("app", 1, [(0, (1, 2, 5, 6, 9, 9), 1)])                 # wave 2, agent 0
+    book.observe("app", 1, [(0, (1, 2, 7, 8, 9, 9), 1)])                 # wave 2, agent 1 (same wave)
+    book.observe("app", 1, [(0, (1, 2, 5, 6, 9, 9), 1)])                 # a repeat in that wave: counted once
+    book.finish(1, None)
+    r = book.estimate("app")
+    assert (r.own_tokens, r.revisit_tokens) == (10.0, 6.0)  # 5 own blocks; wave 2 re-read 3 (before: 2)
