@@ -31,7 +31,7 @@ from typing import IO, Any, Callable
 from helium_lc.plan.ir import OperatorKind, Purity, QueryPlan
 from helium_lc.plan.render import to_mermaid, to_text
 
-__all__ = ["explain", "draw_plan_png"]
+__all__ = ["explain", "scheduler_text", "draw_plan_png"]
 
 
 def _as_accelerated(app_or_fast: Any) -> Any:
@@ -114,7 +114,7 @@ def explain(app_or_fast: Any, *, file: IO[str] | None = None, mermaid_path: str 
                       fast.learned_plan.summary().splitlines())
     schedulers = fast.schedulers()
     lines += _section("scheduler (the last plans: shared prefixes in the TRT, planned order per worker)",
-                      [line for sched in schedulers for line in sched.explain_text().splitlines()]
+                      [line for sched in schedulers for line in scheduler_text(sched).splitlines()]
                       or ["(no run yet: the plans show here after the first invoke/batch on a WorkerPool)"])
     text = "\n".join(lines)
     print(text, file=file if file is not None else sys.stdout)
@@ -130,6 +130,33 @@ _COLOURS = {
     OperatorKind.LLM_CALL: "#ffd699", OperatorKind.ROUTER: "#d9b3ff", OperatorKind.TOOL_CALL: "#c2f0c2",
     OperatorKind.CACHE_FETCH: "#ffb3b3",
 }
+
+
+def scheduler_text(sched: Any) -> str:
+    """A ``RuntimeScheduler``'s totals and its last plans: policy, TRT of the planned calls,
+    planned order per worker, warm-ups (the largest recent plan and the last one)."""
+    from helium_lc.schedule.trt import TemplatedRadixTree
+
+    t = sched.totals
+    records = sched.recent_plans()
+    lines = [f"RuntimeScheduler: {int(t['num_plans'])} plans, {int(t['num_planned_requests'])} requests, "
+             f"planning {1000 * t['planning_s']:.1f} ms, {int(t['num_warm_requests'])} warm-ups, "
+             f"{int(t['num_replanned_requests'])} re-planned, {int(t['num_held_requests'])} held by the row gate, "
+             f"{len(sched.sites)} call sites learned"]
+    if not records:
+        return lines[0] + "\n(no plan yet)"
+    big = max(records, key=lambda r: len(r.calls))
+    shown = [big] if big is records[-1] else [big, records[-1]]
+    for rec in shown:
+        lines.append(f"-- plan of {len(rec.calls)} calls, policy {rec.policy}, {1000 * rec.planning_s:.2f} ms")
+        lines.append(TemplatedRadixTree.build(rec.calls).to_text())
+        for w in sorted(rec.order):
+            ids = rec.order[w]
+            labels = ", ".join(rec.labels[i] for i in ids[:12]) + (" ..." if len(ids) > 12 else "")  # type: ignore[index]
+            lines.append(f"worker {w}: {len(ids)} calls: {labels}")
+        for w, n in rec.warmed:
+            lines.append(f"warm worker {w}: {n} tokens")
+    return "\n".join(lines)
 
 
 def draw_plan_png(plan: QueryPlan, path: str | Path) -> None:

@@ -8,7 +8,8 @@ across rows and batches) so that the policy's Templated Radix Tree sees real tem
 yet (its prompt is used as an all-literal template).
 
 ``WorkerModels`` holds one ``RadixCache`` per worker: a model of what was sent to it
-(block aligned, capacity = the worker's KV capacity, LRU eviction). A restarted worker
+(block aligned, capacity = the worker's KV capacity, LRU eviction), kept honest with the
+cached-token counts the engine reports (``WorkerModels.reconcile``). A restarted worker
 (a new worker object under the same id) starts with an empty model.
 
 ``choose_warm_prefixes`` is the warming rule (see its docstring).
@@ -118,6 +119,7 @@ class WorkerModels:
     def __init__(self, block_size: int) -> None:
         self.block_size = block_size
         self._models: dict[int, tuple[int, RadixCache]] = {}
+        self._reported: dict[int, int | None] = {}  # worker -> KV capacity the worker reports
 
     def get(self, worker_id: int, worker: Any) -> RadixCache:
         """The model of ``worker`` (a fresh one when the worker object changed, e.g. restarted)."""
@@ -126,7 +128,46 @@ class WorkerModels:
             cap = int(getattr(worker, "kv_capacity_tokens", 0) or 0)
             entry = (id(worker), RadixCache(block_size=self.block_size, capacity_tokens=cap or None))
             self._models[worker_id] = entry
+            self._reported[worker_id] = entry[1].capacity_tokens
         return entry[1]
+
+    def capacity(self, worker_id: int, worker: Any) -> int | None:
+        """The KV capacity the worker reports (block aligned; None: unbounded): what admission
+        decisions use. The model's own ``capacity_tokens`` is the effective capacity for
+        residency, which :meth:`reconcile` adjusts."""
+        self.get(worker_id, worker)
+        return self._reported[worker_id]
+
+    def reconcile(self, worker_id: int, prompt_len: int, predicted: int, reported: int) -> int:
+        """Fold an engine-reported cached-token count into the worker's model.
+
+        ``predicted`` is what the model expected to be cached when the request was placed
+        (before this plan's own sends), ``reported`` what the engine found (``usage`` /
+        ``num_cached_prompt_tokens``). The engine always computes a prompt's last token, so at
+        most ``prompt_len - 1`` tokens, whole blocks, can hit; beyond that a gap of more than a
+        block means the engine had evicted what the model held -- its effective capacity is
+        smaller (running sequences' blocks, other clients of a shared server) -- so the
+        modelled capacity shrinks by the gap (down to half of the reported capacity) and the
+        model evicts to fit; a hit larger than predicted grows it back (up to the reported
+        capacity). Returns the tokens over-predicted (0 when the model was right).
+        """
+        entry = self._models.get(worker_id)
+        full = self._reported.get(worker_id)
+        if entry is None or full is None:
+            return 0
+        model, bs = entry[1], self.block_size
+        predicted = min(predicted, max(0, prompt_len - 1) // bs * bs)
+        gap = predicted - reported
+        cap = model.capacity_tokens or full
+        if gap > bs:
+            cap = max(model.aligned(full // 2), model.aligned(cap - gap))
+        elif -gap > bs and cap < full:
+            cap = min(full, model.aligned(cap - gap))
+        if cap != model.capacity_tokens:
+            model.capacity_tokens = cap
+            if model.size_tokens > cap:
+                model.evict(model.size_tokens - cap)
+        return gap if gap > bs else 0
 
     def forget(self, worker_id: int) -> None:
         """Drop a worker's model (it died; its cache is gone)."""

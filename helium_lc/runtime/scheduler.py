@@ -15,7 +15,7 @@ where base grows monotonically from plan to plan, so the pool's per-worker prior
 admits them in planned order and a later plan never jumps ahead of an earlier one. Row-major
 policies (``helium``) instead rank by input row first: a later call of an earlier row goes
 before the waiting calls of later rows (see ``_release``), and a row gate starts rows as the KV
-cache holds them (``_gate``); both only for apps whose rows were seen re-reading their own
+cache holds them (``runtime.row_gate``); both only for apps whose rows were seen re-reading their own
 context (``RowReuseBook``), where keeping that context resident saves prefill. The pool keeps
 each engine's running batch full and only holds back the excess; the engine (vLLM with
 ``scheduling_policy="priority"``) serves what it holds in the same priority order.
@@ -57,14 +57,15 @@ from typing import Any, AsyncIterator, Callable, Hashable, Iterable, Iterator
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
                                    StreamInterruptedError, WorkerDiedError)
-from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, WorkerModels, best_row_concurrency,
-                                           choose_warm_prefixes, row_footprints, template_for)
+from helium_lc.runtime.row_gate import GateCall, RowGate
+from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, WorkerModels, choose_warm_prefixes,
+                                           template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
 from helium_lc.schedule.policies.helium import WARM_MIN_TOKENS
-from helium_lc.schedule.policies import ROUTERS, ROW_MAJOR, get_policy
+from helium_lc.schedule.policies import PolicyTraits, get_policy, policy_traits
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
 
-__all__ = ["ScheduleOptions", "RunTicket", "RuntimeScheduler", "scheduler_for", "DEFAULT_GATHER_WINDOW_S",
+__all__ = ["ScheduleOptions", "RunTicket", "RuntimeScheduler", "PlanRecord", "scheduler_for", "DEFAULT_GATHER_WINDOW_S",
            "MULTI_WORKER_GATHER_WINDOW_S"]
 
 log = logging.getLogger("helium_lc.scheduler")
@@ -87,9 +88,9 @@ STALL_S = 0.1
 class ScheduleOptions:
     """How one run's requests are scheduled; validated on construction.
 
-    ``gather_window_s=None`` means 0 for the per-request routers (``ROUTERS``: ``fifo``, i.e.
-    least-outstanding routing in arrival order, ``round_robin``, ``cache_aware``; no added
-    latency) and, for every other policy, ``DEFAULT_GATHER_WINDOW_S`` with one
+    ``gather_window_s=None`` means 0 for the per-request routers (``PolicyTraits.router``:
+    ``fifo``, i.e. least-outstanding routing in arrival order, ``round_robin``, ``cache_aware``;
+    no added latency) and, for every other policy, ``DEFAULT_GATHER_WINDOW_S`` with one
     live worker (placement has no choice to make) or ``MULTI_WORKER_GATHER_WINDOW_S`` with several.
     """
 
@@ -113,6 +114,17 @@ class ScheduleOptions:
                              f"got {g!r}; a few milliseconds is plenty.")
 
     @property
+    def traits(self) -> PolicyTraits:
+        """The policy's traits (row-major, router, online arguments, warming threshold)."""
+        return policy_traits(self.policy)
+
+    @property
+    def warm_min_tokens(self) -> int:
+        """The shortest static prefix warmed: the policy's own threshold, else ours."""
+        t = self.traits.warm_min_tokens
+        return self.warm_threshold_tokens if t is None else t
+
+    @property
     def window_s(self) -> float:
         """The gather window used with one live worker."""
         return self.window_for(1)
@@ -121,7 +133,7 @@ class ScheduleOptions:
         """The gather window used with ``num_workers`` live workers."""
         if self.gather_window_s is not None:
             return float(self.gather_window_s)
-        if self.policy in ROUTERS:
+        if self.traits.router:
             return 0.0
         return DEFAULT_GATHER_WINDOW_S if num_workers <= 1 else MULTI_WORKER_GATHER_WINDOW_S
 
@@ -176,10 +188,15 @@ class _Placement:
     worker_id: int
     priority: int
     work_s: float
+    predicted_cached: int | None = None  # modelled prefix hit before this plan's sends (None: not modelled)
 
 
 @dataclass(frozen=True)
-class _PlanRecord:
+class PlanRecord:
+    """One plan of the scheduler: its policy, calls (with labels ``node#ordinal/r<row>``), the
+    planned order per worker (call indices), the warm-ups issued (worker, tokens) and the
+    planning time."""
+
     policy: str
     calls: tuple[PendingCall, ...]
     labels: tuple[str, ...]
@@ -206,24 +223,24 @@ class RuntimeScheduler:
         self.sites = SiteBook()
         self.models = WorkerModels(bs)
         self.reuse = RowReuseBook(bs)
+        self.gate = RowGate(self.reuse, self.cost)
         self._pending: list[_Pending] = []
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._arrivals = itertools.count()
         self._next_priority = 0
         self._row_ranks = itertools.count()
-        self._active_rows: dict[tuple[int, int], int] = {}  # (id(ticket), row) -> KV footprint (tokens)
         self._held: list[_Pending] = []  # calls of rows not admitted yet (row gate)
         self._in_flight = 0  # requests placed and not finished
-        self._force_rows = 0  # rows the gate admits whatever their footprint (stall recovery)
         self._stall_handle: asyncio.TimerHandle | None = None  # the armed stall check
         self._last_progress = 0.0  # engine-loop time the last request finished
         self._unadmitted: dict[int, int] = defaultdict(int)
         self._queued_work_s: dict[int, float] = defaultdict(float)
-        self._recent: deque[_PlanRecord] = deque(maxlen=8)
+        self._recent: deque[PlanRecord] = deque(maxlen=8)
         self._warm_tasks: set[asyncio.Task[Any]] = set()
         self.totals: dict[str, float] = {"planning_s": 0.0, "num_plans": 0, "num_planned_requests": 0,
                                          "num_warm_requests": 0, "num_oversized_requests": 0,
-                                         "num_replanned_requests": 0, "num_held_requests": 0}
+                                         "num_replanned_requests": 0, "num_held_requests": 0,
+                                         "kv_model_overestimated_tokens": 0}
 
     # -- public API (any thread / loop) ---------------------------------------------------------
     async def agenerate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
@@ -277,32 +294,9 @@ class RuntimeScheduler:
             self.models.reset_all()
         self._pool().engine_loop.run(_reset())
 
-    def explain_text(self) -> str:
-        """The last plans: policy, TRT of the planned calls, planned order per worker, warm-ups."""
-        from helium_lc.schedule.trt import TemplatedRadixTree
-
-        records = list(self._recent)
-        lines = [f"RuntimeScheduler: {int(self.totals['num_plans'])} plans, "
-                 f"{int(self.totals['num_planned_requests'])} requests, planning "
-                 f"{1000 * self.totals['planning_s']:.1f} ms, {int(self.totals['num_warm_requests'])} warm-ups, "
-                 f"{int(self.totals['num_replanned_requests'])} re-planned, "
-                 f"{int(self.totals['num_held_requests'])} held by the row gate, "
-                 f"{len(self.sites)} call sites learned"]
-        if not records:
-            return lines[0] + "\n(no plan yet)"
-        big = max(records, key=lambda r: len(r.calls))
-        shown = [big] if big is records[-1] else [big, records[-1]]
-        for rec in shown:
-            lines.append(f"-- plan of {len(rec.calls)} calls, policy {rec.policy}, "
-                         f"{1000 * rec.planning_s:.2f} ms")
-            lines.append(TemplatedRadixTree.build(rec.calls).to_text())
-            for w in sorted(rec.order):
-                ids = rec.order[w]
-                labels = ", ".join(rec.labels[i] for i in ids[:12]) + (" ..." if len(ids) > 12 else "")  # type: ignore[index]
-                lines.append(f"worker {w}: {len(ids)} calls: {labels}")
-            for w, n in rec.warmed:
-                lines.append(f"warm worker {w}: {n} tokens")
-        return "\n".join(lines)
+    def recent_plans(self) -> list["PlanRecord"]:
+        """The last plans (up to 8), oldest first: what ``helium_lc.explain`` shows."""
+        return list(self._recent)
 
     def seed(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]],
              row_reuse: RowReuse | None = None, *, rows_loop: bool = False) -> None:
@@ -417,6 +411,10 @@ class RuntimeScheduler:
                 if self._in_flight == 0 and self._held:
                     self._arm_stall_check()
             self.profile.record(site, result.num_output_tokens)
+            if placed.predicted_cached is not None:
+                over = self.models.reconcile(placed.worker_id, len(request.prompt_token_ids),
+                                             placed.predicted_cached, result.num_cached_prompt_tokens)
+                self.totals["kv_model_overestimated_tokens"] += over
             return result
         raise WorkerDiedError(f"request {request.request_id} could not be served: every worker it was "
                               f"placed on died ({last_exc}). Create a new WorkerPool.") from last_exc
@@ -435,11 +433,7 @@ class RuntimeScheduler:
 
     def _on_row_done(self, ticket_id: int, row: int | None) -> None:
         self.reuse.finish(ticket_id, row)
-        if row is None:
-            for key in [k for k in self._active_rows if k[0] == ticket_id]:
-                del self._active_rows[key]
-        else:
-            self._active_rows.pop((ticket_id, row), None)
+        self.gate.row_done(ticket_id, row)
         self._requeue_held()
 
     def _requeue_held(self) -> None:
@@ -470,26 +464,13 @@ class RuntimeScheduler:
         if idle < STALL_S:
             self._stall_handle = loop.call_later(STALL_S - idle, self._check_stalled)
             return
-        self._force_rows += 1
+        self.gate.force_one()
         self._requeue_held()
 
     def _gate(self, group: list[_Pending]) -> list[_Pending]:
-        """Row gate of row-major policies: the calls of rows that may run now; holds the rest.
-
-        A run that signals row ends (``RunTicket.signals_rows``: ``abatch``) has its input rows
-        admitted in arrival order while their KV footprint (``row_footprints``: tokens only
-        that row's prompts reach, plus outputs) and the blocks rows share fit the live workers'
-        KV capacity; at least one row always runs. A row once admitted stays admitted until
-        ``row_done``, so its later calls (a debate's next round) are never held and find its
-        context still resident instead of evicted by rows that started after it. With a KV
-        cache that holds the batch, every row is admitted at once (no effect).
-
-        Holding rows costs decode batching, and pays only when rows read their own context
-        again. Beyond the rows that fit, the gate admits up to ``best_row_concurrency`` rows,
-        from what the app's finished rows showed (``RowReuseBook``: re-read tokens and decode
-        steps per row) and the cost model; an app not seen re-reading its rows (a new app, a
-        map-reduce whose summariser reads only the answers) is never held.
-        """
+        """The calls of ``group`` whose rows the row gate (``runtime.row_gate``) admits now; holds
+        the calls of the other rows of row-signalling runs (``RunTicket.signals_rows``: ``abatch``)
+        until a row ends or nothing ran for ``STALL_S``."""
         t0 = time.perf_counter()
         try:
             return self._gate_rows(group)
@@ -503,44 +484,15 @@ class RuntimeScheduler:
         pool = self._pool()
         capacity = 0
         for w in pool.alive_worker_ids():
-            capacity += self.models.get(w, pool.worker(w)).capacity_tokens or 0
-        gated = [p for p in group if p.ticket.signals_rows and p.request.origin is not None
-                 and p.request.origin.row is not None]
+            capacity += self.models.capacity(w, pool.worker(w)) or 0
+        gated = {id(p): GateCall((id(p.ticket), p.request.origin.row), p.ticket.app_key,  # type: ignore[union-attr]
+                                 p.request.prompt_token_ids, self._est_output_tokens(p), p.arrival_seq)
+                 for p in group if p.ticket.signals_rows and p.request.origin is not None
+                 and p.request.origin.row is not None}
         if not capacity or not gated:
             return group
-        def key(p: _Pending) -> tuple[int, int]:
-            return id(p.ticket), p.request.origin.row  # type: ignore[union-attr]
-        est_out = {id(p): self._est_output_tokens(p) for p in gated}
-        shared, own = row_footprints(((key(p), p.request.prompt_token_ids, est_out[id(p)])
-                                      for p in gated), self.models.block_size)
-        wave_steps: dict[Hashable, int] = {}  # app -> longest estimated output of its calls here
-        for p in gated:
-            wave_steps[p.ticket.app_key] = max(wave_steps.get(p.ticket.app_key, 0), est_out[id(p)])
-        first_seen: dict[tuple[int, int], int] = {}
-        for p in gated:
-            first_seen.setdefault(key(p), p.arrival_seq)
-        for k in own:
-            if k in self._active_rows:
-                self._active_rows[k] = max(self._active_rows[k], own[k])
-        used = shared + sum(self._active_rows.values())
-        candidates = sorted((k for k in own if k not in self._active_rows), key=first_seen.__getitem__)
-        app_of = {key(p): p.ticket.app_key for p in gated}
-        target: dict[Hashable, int] = {}  # app -> rows to run at once beyond those that fit
-        for i, k in enumerate(candidates):
-            if self._active_rows and used + own[k] > capacity:
-                app = app_of[k]
-                if app not in target:
-                    target[app] = self._row_target(app, len(self._active_rows), len(candidates) - i,
-                                                   capacity - shared, own, wave_steps[app])
-                if len(self._active_rows) >= target[app]:
-                    if not self._force_rows:
-                        break
-                    self._force_rows -= 1
-            self._active_rows[k] = own[k]
-            used += own[k]
-        self._force_rows = 0
-        gated_ids = {id(p) for p in gated}
-        admitted = [p for p in group if id(p) not in gated_ids or key(p) in self._active_rows]
+        rows = self.gate.admit(gated.values(), capacity)
+        admitted = [p for p in group if id(p) not in gated or gated[id(p)].row in rows]
         if len(admitted) < len(group):
             ids = {id(p) for p in admitted}
             for p in group:
@@ -552,29 +504,6 @@ class RuntimeScheduler:
                 self._arm_stall_check()
         return admitted
 
-    def _rereads(self, app: Hashable) -> bool:
-        """Whether the app's finished rows re-read their own context in later waves (at least a
-        tenth of it) or, before any of its rows ended, whether its plan's graph loops through an
-        LLM node: then row-major priorities and the row gate keep that context resident;
-        otherwise they only stagger rows (smaller decode batches at the end) and are not used."""
-        est = self.reuse.estimate(app)
-        if est is None:
-            return self.reuse.expects_rereads(app)
-        return est.revisit_tokens >= 0.1 * max(1.0, est.own_tokens)
-
-    def _row_target(self, app: Hashable, active: int, waiting: int, free_tokens: int,
-                    own: dict[tuple[int, int], int], wave_steps: int) -> int:
-        """Rows to run at once when ``waiting`` more rows do not fit beside ``active`` ones:
-        from the app's finished rows, else from its plan's prior (``RowReuseBook.prior``)."""
-        own_mean = sum(own.values()) / max(1, len(own))
-        est = self.reuse.estimate(app) or self.reuse.prior(app, own_tokens=own_mean, wave_steps=wave_steps)
-        if est is None or not self._rereads(app):
-            return active + waiting  # no evidence that holding saves anything
-        return best_row_concurrency(
-            active, active + waiting, decode_steps=est.decode_steps, revisit_tokens=est.revisit_tokens,
-            own_tokens=own_mean, free_tokens=max(0, free_tokens),
-            step_base_s=self.cost.decode_step_base_s, prefill_s_per_token=self.cost.prefill_s_per_token)
-
     def _flush(self) -> None:
         self._flush_handle = None
         batch, self._pending = self._pending, []
@@ -584,7 +513,7 @@ class RuntimeScheduler:
                 groups.setdefault(p.options, []).append(p)
         for options, group in groups.items():
             try:
-                if options.policy in ROW_MAJOR and options.row_gate:
+                if options.traits.row_major and options.row_gate:
                     group = self._gate(group)
                     if not group:
                         continue
@@ -616,7 +545,7 @@ class RuntimeScheduler:
                 row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site))
             labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
         t0 = time.perf_counter()  # planning: what the rows re-read, the snapshot, the policy
-        if options.policy in ROW_MAJOR:
+        if options.traits.row_major:
             self._observe_rows(group)
         views, models = [], {}
         for w in sorted(s.worker_id for s in pool.workers):
@@ -625,7 +554,7 @@ class RuntimeScheduler:
             views.append(WorkerView(
                 worker_id=w, resident=model, num_running=pool.num_outstanding(w) - n_wait + self._unadmitted[w],
                 num_waiting=n_wait, queued_work_s=max(0.0, self._queued_work_s[w]),
-                kv_capacity_tokens=model.capacity_tokens, alive=w in live, max_num_seqs=pool.max_outstanding(w)))
+                kv_capacity_tokens=self.models.capacity(w, pool.worker(w)), alive=w in live, max_num_seqs=pool.max_outstanding(w)))
         snapshot = Snapshot(calls=tuple(calls), workers=tuple(views), cost=self.cost, seed=int(self.totals["num_plans"]))
         assignment = get_policy(options.policy, online=True)(snapshot)
         planning_s = time.perf_counter() - t0
@@ -637,9 +566,9 @@ class RuntimeScheduler:
         self.totals["num_plans"] += 1
         self.totals["num_planned_requests"] += len(group)
         warmed = self._warm(group, assignment, options, models) if options.warm else []
-        row_major = options.policy in ROW_MAJOR and any(self._rereads(p.ticket.app_key) for p in group)
+        row_major = options.traits.row_major and any(self.gate.rereads(p.ticket.app_key) for p in group)
         self._release(group, assignment, snapshot, models, live, row_major=row_major)
-        self._recent.append(_PlanRecord(options.policy, snapshot.calls, tuple(labels),
+        self._recent.append(PlanRecord(options.policy, snapshot.calls, tuple(labels),
                                         {w: tuple(ids) for w, ids in assignment.order.items()},
                                         tuple((w, len(pfx)) for w, pfx in warmed), planning_s))
 
@@ -674,7 +603,7 @@ class RuntimeScheduler:
                     if w in assignment.order:
                         candidates.setdefault(w, []).append(prefix)
         chosen = choose_warm_prefixes(candidates, tick_prompts, models,
-                                      threshold_tokens=options.warm_threshold_tokens, block_size=self.models.block_size)
+                                      threshold_tokens=options.warm_min_tokens, block_size=self.models.block_size)
         ticket = group[0].ticket
         issued = []
         loop = asyncio.get_running_loop()
@@ -703,7 +632,7 @@ class RuntimeScheduler:
 
         Priorities (lower runs first, in the pool's queue and in vLLM's): ``base + position`` so
         that plans follow each other in arrival order; for ``row_major`` policies (see
-        ``schedule.policies.ROW_MAJOR``) ``row rank * ROW_STRIDE + sequence inside the row``, so a
+        ``PolicyTraits.row_major``) ``row rank * ROW_STRIDE + sequence inside the row``, so a
         later call of an earlier input row (round 2 of a debate) goes before calls of later rows
         that still wait, and is served while its row's KV blocks are resident."""
         orders = {w: ids for w, ids in assignment.order.items() if ids}
@@ -712,8 +641,14 @@ class RuntimeScheduler:
         base = self._next_priority
         longest = max(len(ids) for ids in orders.values())
         self._next_priority += longest
-        max_capacity = max((models[w].capacity_tokens or 0) for w in live) or None
+        pool = self._pool()
+        max_capacity = max((self.models.capacity(w, pool.worker(w)) or 0) for w in live) or None
         views = {v.worker_id: v for v in snapshot.workers}
+        # what each worker's model holds before this plan's sends: its requests run together,
+        # so one's prefill is no cache hit for another (the engine-reported count is compared
+        # with this, never with a hit the plan itself would create)
+        predicted = {i: models[w].peek(group[i].request.prompt_token_ids)  # type: ignore[index]
+                     for w, ids in orders.items() for i in ids}
         for pos in range(longest):
             for w in sorted(orders):
                 ids = orders[w]
@@ -725,7 +660,9 @@ class RuntimeScheduler:
                 uncached = len(prompt) - models[w].peek(prompt)
                 batch = max(1, min(views[w].max_num_seqs, len(ids) + views[w].num_running + views[w].num_waiting))
                 work_s = self.cost.work_s(uncached, call.est_output_tokens, batch)
+                modelled: int | None = predicted[i]
                 if max_capacity is not None and len(prompt) > max_capacity:
+                    modelled = None
                     p.ticket.add(num_oversized_requests=1)
                     self.totals["num_oversized_requests"] += 1
                     log.warning("helium_lc: a %d-token prompt exceeds every worker's KV cache (%d tokens); "
@@ -740,7 +677,7 @@ class RuntimeScheduler:
                     priority = rank * ROW_STRIDE + min(seq, ROW_STRIDE - 1)
                 else:
                     priority = base + pos
-                p.future.set_result(_Placement(w, priority, work_s))
+                p.future.set_result(_Placement(w, priority, work_s, modelled))
 
 
 _SCHEDULERS: "weakref.WeakKeyDictionary[Any, RuntimeScheduler]" = weakref.WeakKeyDictionary()

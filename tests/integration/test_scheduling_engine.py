@@ -11,6 +11,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import START, StateGraph
 
 from helium_lc import HeliumChatModel, HeliumConfig, accelerate
+from helium_lc.explain import scheduler_text
 from helium_lc.runtime.scheduler import scheduler_for
 
 pytestmark = pytest.mark.engine
@@ -46,4 +47,4 @@ def test_policies_agree_and_static_prefix_is_reused(fresh_pool: Any) -> None:
         asyncio.run(fast.abatch(inputs))
         assert fast.last_run_stats().num_cached_prompt_tokens >= 4 * 3 * fresh_pool.block_size
     assert answers["helium"] == answers["fifo"] == answers["lspf"]
-    assert "worker 0:" in scheduler_for(fresh_pool).explain_text()
+    assert "worker 0:" in scheduler_text(scheduler_for(fresh_pool))

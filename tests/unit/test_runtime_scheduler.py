@@ -21,6 +21,7 @@ from helium_lc.engine.sim import SimWorker
 from helium_lc.engine.types import GenerationRequest, RequestOrigin, SamplingSpec
 from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, best_row_concurrency, choose_warm_prefixes,
                                            row_footprints, template_for)
+from helium_lc.explain import scheduler_text
 from helium_lc.runtime.scheduler import RunTicket, ScheduleOptions, scheduler_for
 from helium_lc.runtime.stats import StatsRecorder
 from helium_lc.schedule.policies import POLICIES
@@ -128,7 +129,7 @@ def test_one_worker_runs_calls_in_planned_order() -> None:
 
         pool.engine_loop.run(run_all())
         assert done == ["a0", "a1", "b0", "b1"]
-        assert "worker 0: 4 calls: a#0/r0, a#0/r1, b#0/r0, b#0/r1" in sched.explain_text()
+        assert "worker 0: 4 calls: a#0/r0, a#0/r1, b#0/r0, b#0/r1" in scheduler_text(sched)
     finally:
         pool.shutdown()
 
@@ -596,3 +597,41 @@ def test_row_reuse_counts_rereads_of_a_wave_planned_in_several_plans() -> None:
     book.finish(1, None)
     r = book.estimate("app")
     assert (r.own_tokens, r.revisit_tokens) == (10.0, 6.0)  # 5 own blocks; wave 2 re-read 3 (before: 2)
+
+
+def test_worker_model_reconciles_with_engine_reported_cached_tokens() -> None:
+    from helium_lc.runtime.sched_model import WorkerModels
+
+    class W:
+        kv_capacity_tokens = 64
+
+    models, w = WorkerModels(block_size=4), W()
+    m = models.get(0, w)
+    m.insert(tuple(range(40)))
+    # the engine always computes a prompt's last token: a full hit reports len - 1 rounded to blocks
+    assert models.reconcile(0, 40, predicted=40, reported=36) == 0 and m.capacity_tokens == 64
+    # the engine had evicted what the model held: effective capacity shrinks by the gap, model evicts to fit
+    assert models.reconcile(0, 40, predicted=36, reported=8) == 28
+    assert m.capacity_tokens == 36 and m.size_tokens <= 36
+    assert models.reconcile(0, 40, predicted=36, reported=0) == 36 and m.capacity_tokens == 32  # floor: half
+    # a hit larger than modelled grows it back, never past what the worker reports
+    models.reconcile(0, 40, predicted=0, reported=36)
+    assert m.capacity_tokens == 64 and models.capacity(0, w) == 64
+
+
+def test_scheduler_kv_model_matches_the_engine_with_ample_kv_and_learns_under_pressure() -> None:
+    # Ample KV: every engine-reported hit equals the model's prediction (nothing over-estimated).
+    # Under pressure running sequences pin blocks, so the engine keeps less than the model's LRU
+    # would; reconciliation lowers the modelled capacity, while admission keeps the reported one.
+    for cap, expect_gap in ((100_000, False), (1024, True)):
+        pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=cap))
+        try:
+            fast = accelerate(_debate(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy="helium"))
+            asyncio.run(fast.abatch(_inputs(6, seed=3)))
+            sched = scheduler_for(pool)
+            over = sched.totals["kv_model_overestimated_tokens"]
+            model_cap = sched.models.get(0, pool.worker(0)).capacity_tokens
+            assert (over > 0) == expect_gap, over
+            assert (model_cap < cap) == expect_gap and sched.models.capacity(0, pool.worker(0)) == cap
+        finally:
+            pool.shutdown()
