@@ -112,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from helium_lc import HeliumChatModel, accelerate
-    from helium_lc.engine.pool import get_default_pool
+    from helium_lc.engine.default_pool import get_default_pool
 
     pool = get_default_pool().start()
     llm = HeliumChatModel(pool=pool, max_tokens=args.max_tokens)

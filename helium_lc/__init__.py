@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "HeliumChatModel": "helium_lc.chat_model",
     "WorkerPool": "helium_lc.engine.pool",
-    "get_default_pool": "helium_lc.engine.pool",
-    "set_default_pool": "helium_lc.engine.pool",
+    "get_default_pool": "helium_lc.engine.default_pool",
+    "set_default_pool": "helium_lc.engine.default_pool",
     "SamplingSpec": "helium_lc.engine.types",
     "GenerationRequest": "helium_lc.engine.types",
     "GenerationResult": "helium_lc.engine.types",

@@ -314,7 +314,11 @@ class AcceleratedGraph(Runnable[Any, Any]):
             return list(self._schedulers)
 
     def _runtime(self) -> Runtime:
-        return Runtime(self.config, self._cache, self._single_flight, self._gates, learned=self.learned_plan)
+        is_routed = None
+        if self.config.route:
+            from helium_lc.integrations.openai_transport import is_routed
+        return Runtime(self.config, self._cache, self._single_flight, self._gates, learned=self.learned_plan,
+                       is_routed=is_routed)
 
     def _sync_config(self, config: RunnableConfig | None) -> RunnableConfig:
         """``config`` for LangGraph's sync ``invoke``/``stream``, whose per-run thread pool

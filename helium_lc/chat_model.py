@@ -40,7 +40,8 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from helium_lc.engine import chat_format, guided
-from helium_lc.engine.pool import WorkerPool, get_default_pool
+from helium_lc.engine.default_pool import get_default_pool
+from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.types import GenerationRequest, GenerationResult, SamplingSpec, stop_sequences
 from helium_lc.runtime import dispatch
 
@@ -50,7 +51,7 @@ class HeliumChatModel(BaseChatModel):
 
     Args:
         pool: the ``WorkerPool`` to use; default: the process-wide shared pool
-            (``helium_lc.engine.pool.get_default_pool()``), started on first use.
+            (``helium_lc.engine.default_pool.get_default_pool()``), started on first use.
         temperature: 0 (default) decodes greedily, the only mode helium_lc caches/dedups.
         max_tokens, top_p, top_k, seed, stop, presence_penalty, frequency_penalty: sampling.
         streaming: make ``invoke`` stream internally (token callbacks fire).

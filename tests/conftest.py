@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helium_lc.engine.pool import WorkerPool, set_default_pool
+from helium_lc.engine.default_pool import set_default_pool
+from helium_lc.engine.pool import WorkerPool
 
 
 @pytest.fixture(scope="session")

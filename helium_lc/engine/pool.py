@@ -27,8 +27,8 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from helium_lc import env
 from helium_lc.engine import lifecycle
-from helium_lc.engine.chat_format import invalid_unicode
 from helium_lc.engine.loop import CancelScope, EngineLoop
+from helium_lc.engine.tokenizer import ChatTokenizer
 from helium_lc.engine.types import (
     EngineError,
     GenerationChunk,
@@ -164,7 +164,9 @@ class WorkerPool:
         self.events: list[PoolEvent] = []
         self.model_path: Path | None = None
         self._identity: dict[str, Any] | None = None
+        #: the model's transformers tokenizer (None before ``start()``)
         self.tokenizer: Any = None
+        self._chat: ChatTokenizer | None = None
         self._loop: EngineLoop | None = None
         self._slots: dict[int, _Slot] = {}
         self._seq = itertools.count()
@@ -178,6 +180,11 @@ class WorkerPool:
     def started(self) -> bool:
         return self._loop is not None
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown()`` was called (a closed pool cannot start again)."""
+        return self._closed
+
     def start(self) -> "WorkerPool":
         """Resolve the model, load the tokenizer and start every worker (idempotent)."""
         with self._start_lock:
@@ -186,9 +193,8 @@ class WorkerPool:
             if self._loop is not None:
                 return self
             self.model_path = self._resolve_model_path()
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            self._chat = ChatTokenizer.load(self.model_path)
+            self.tokenizer = self._chat.hf
             loop = EngineLoop()
             try:
                 workers = self._custom_workers or [self._make_worker(i) for i in range(self.num_workers)]
@@ -372,47 +378,26 @@ class WorkerPool:
     def block_size(self) -> int:
         return min(s.worker.block_size for s in self._slots.values()) if self._slots else 16
 
-    # -- tokenization -------------------------------------------------------------------------
+    # -- tokenization (engine/tokenizer.py) ------------------------------------------------------
+    def _chat_tokenizer(self) -> ChatTokenizer:
+        if self._chat is None:
+            self.start()
+        assert self._chat is not None
+        return self._chat
+
     def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], *, tools: Sequence[Mapping[str, Any]] | None = None,
                             add_generation_prompt: bool = True) -> list[int]:
         """Render chat messages (OpenAI-style dicts) and tools with the model's chat template."""
-        if self.tokenizer is None:
-            self.start()
-        try:
-            ids = self.tokenizer.apply_chat_template(
-                list(messages), tools=list(tools) if tools else None,
-                add_generation_prompt=add_generation_prompt, tokenize=True)
-        except TypeError as exc:  # the tokenizer's message for text that is not valid Unicode is cryptic
-            problem = invalid_unicode({"messages": list(messages), "tools": list(tools or [])})
-            if problem is None:
-                raise
-            raise ValueError(problem) from exc
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def render_chat_text(self, messages: Sequence[Mapping[str, Any]], *, tools: Sequence[Mapping[str, Any]] | None = None) -> str:
-        """The prompt text the chat template produces (what the engine sees, as text)."""
-        if self.tokenizer is None:
-            self.start()
-        return self.tokenizer.apply_chat_template(list(messages), tools=list(tools) if tools else None,
-                                                  add_generation_prompt=True, tokenize=False)
+        return self._chat_tokenizer().apply_chat_template(messages, tools=tools,
+                                                          add_generation_prompt=add_generation_prompt)
 
     def encode(self, text: str) -> list[int]:
-        if self.tokenizer is None:
-            self.start()
-        try:
-            return list(self.tokenizer.encode(text, add_special_tokens=False))
-        except TypeError as exc:
-            problem = invalid_unicode({"text": text})
-            if problem is None:
-                raise
-            raise ValueError(problem) from exc
+        """Token ids of ``text`` with the model's tokenizer (no special tokens added)."""
+        return self._chat_tokenizer().encode(text)
 
     def decode(self, token_ids: Sequence[int]) -> str:
-        if self.tokenizer is None:
-            self.start()
-        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+        """Text of ``token_ids`` (special tokens skipped)."""
+        return self._chat_tokenizer().decode(token_ids)
 
     # -- dispatch (runs on the engine loop) ---------------------------------------------------
     def _pick(self, request: GenerationRequest, worker_id: int | None) -> int:
@@ -671,10 +656,6 @@ def _affinity() -> set[int]:
         return set(range(env.cpu_count()))
 
 
-_default_pool: WorkerPool | None = None
-_default_lock = threading.Lock()
-
-
 _DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
 
 
@@ -698,26 +679,6 @@ def _check_engine_settings(*, kv_cache_gib: Any, max_model_len: Any, max_num_seq
     if engine_args is not None and not isinstance(engine_args, Mapping):
         raise ValueError(f"WorkerPool(engine_args=...) must be a dict of vLLM engine arguments, got "
                          f"{type(engine_args).__name__}; e.g. engine_args={{'max_num_batched_tokens': 4096}}.")
-
-
-def get_default_pool(*, start: bool = True) -> WorkerPool:
-    """The process-wide shared pool (default model, settings from the environment).
-
-    ``start=False`` returns it without starting its engines (e.g. to read its ``identity()``).
-    """
-    global _default_pool
-    with _default_lock:
-        if _default_pool is None or _default_pool._closed:
-            _default_pool = WorkerPool(start=False)
-        pool = _default_pool
-    return pool.start() if start else pool
-
-
-def set_default_pool(pool: WorkerPool | None) -> None:
-    """Make ``pool`` the shared default (e.g. a two-worker pool, or one in tests)."""
-    global _default_pool
-    with _default_lock:
-        _default_pool = pool
 
 
 def _server_configs(servers: Sequence[Any]) -> list[Any]:

@@ -37,7 +37,8 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import httpx
 
-from helium_lc.engine.pool import WorkerPool, get_default_pool
+from helium_lc.engine.default_pool import get_default_pool
+from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.types import EngineError, GenerationRequest, GenerationResult
 from helium_lc.integrations.openai_responses import ResponseEventWriter, chat_body_from_responses, response_json
 from helium_lc.runtime import dispatch

@@ -34,7 +34,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = ["SiteProfile", "LearnedPlan", "node_path", "operator_node_path", "PLAN_FORMAT"]
 
@@ -102,6 +102,8 @@ class LearnedPlan:
         #: LLM nodes on a cycle of the graph (capture's topology): a row that loops through one
         #: calls it again with its conversation extended, so it re-reads its own context
         self.looping_nodes: set[str] = set(looping_nodes)
+        #: per LLM node, the LLM nodes reachable after it in the loop-free topology (capture)
+        self.llm_after: dict[str, set[str]] = {}
         self.sites: dict[str, SiteProfile] = {}
         self.num_batches = 0
         #: per tokenizer: how much the app's rows re-read their own context (the scheduler's
@@ -120,6 +122,7 @@ class LearnedPlan:
         from helium_lc.plan.ir import OperatorKind
 
         nodes, looping = set(), set()
+        after: dict[str, set[str]] = {}
         if plan is not None:
             cyclic: set[str] = set()
             for comp in nx.strongly_connected_components(plan.graph):
@@ -132,7 +135,16 @@ class LearnedPlan:
                     nodes.add(path)
                     if op.op_id in cyclic or op.parent in cyclic:
                         looping.add(path)
-        return cls(nodes, looping)
+            dag = plan.dag()
+            llm_ops = [op for op in plan.operators() if op.kind is OperatorKind.LLM_CALL and op.parent]
+            for op in llm_ops:
+                reach = nx.descendants(dag, op.op_id)
+                after.setdefault(operator_node_path(op.parent), set()).update(
+                    operator_node_path(o.parent) for o in llm_ops  # type: ignore[arg-type]
+                    if o.op_id in reach and o.parent != op.parent)
+        out = cls(nodes, looping)
+        out.llm_after = after
+        return out
 
     # -- observation ------------------------------------------------------------------------------
     def observe(self, checkpoint_ns: str | None, node: str, ordinal: int, *, row: Any, prompt: tuple[int, ...],
@@ -192,6 +204,33 @@ class LearnedPlan:
             out = [(s.node.rsplit("/", 1)[-1], s.ordinal, s.static_prefix) for s in self.sites.values()
                    if s.tokenizer == tokenizer and s.static_prefix]
         return sorted(out)  # type: ignore[arg-type]
+
+    def remaining_work(self, work_of: Callable[[SiteProfile | None], float]) -> dict[str, float]:
+        """Per LLM node (last path segment, as requests name it): the heaviest chain of LLM work
+        a row still has after a call of that node -- the remaining critical path, from the
+        topology (``llm_after``) and each later node's profile (``work_of(profile)``: seconds
+        of one call; ``work_of(None)`` for a node never profiled). Nodes without later LLM
+        nodes are left out (0)."""
+        with self._lock:
+            after = {n: set(v) for n, v in self.llm_after.items()}
+            by_node: dict[str, SiteProfile] = {}
+            for prof in self.sites.values():
+                if prof.num_calls and (prof.node not in by_node or prof.num_calls > by_node[prof.node].num_calls):
+                    by_node[prof.node] = prof
+        memo: dict[str, float] = {}
+
+        def chain(n: str, seen: frozenset[str]) -> float:
+            if n not in memo:
+                memo[n] = max((work_of(by_node.get(m)) + chain(m, seen | {n})
+                               for m in after.get(n, ()) if m not in seen), default=0.0)
+            return memo[n]
+
+        out = {}
+        for n in after:
+            w = chain(n, frozenset())
+            if w > 0:
+                out[n.rsplit("/", 1)[-1]] = max(w, out.get(n.rsplit("/", 1)[-1], 0.0))
+        return out
 
     def summary(self) -> str:
         """What the plan knows, in a few lines (shown by ``explain()``)."""

@@ -36,7 +36,7 @@ import contextvars
 import dataclasses
 import threading
 import time
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 from helium_lc.cache.prompt_cache import PromptCache
 from helium_lc.cache.singleflight import SingleFlight
@@ -126,8 +126,13 @@ class Runtime:
     """
 
     def __init__(self, config: HeliumConfig, cache: PromptCache, single_flight: SingleFlight,
-                 gates: "dict[str, Gate] | None" = None, learned: "LearnedPlan | None" = None) -> None:
+                 gates: "dict[str, Gate] | None" = None, learned: "LearnedPlan | None" = None,
+                 is_routed: "Callable[[Any], bool] | None" = None) -> None:
         self.config = config
+        #: Whether an OpenAI-compatible client that ``config.route`` maps is served by a helium_lc
+        #: transport this run (the accelerated graph passes the integration's check; the runtime
+        #: never imports integrations).
+        self.is_routed: Callable[[Any], bool] = is_routed or (lambda model: False)
         #: The accelerated graph's learned plan: fed with every engine request of this run, and
         #: the source of call-site prefixes for the schedulers this run uses.
         self.learned = learned
@@ -218,7 +223,8 @@ class Runtime:
             scheduler.seed(state[1].app_key, self.learned.static_prefixes(tok),
                            RowReuse(int(prior["rows"]), prior["own_tokens"], prior["revisit_tokens"],
                                     prior["decode_steps"]) if prior else None,
-                           rows_loop=bool(self.learned.looping_nodes))
+                           rows_loop=bool(self.learned.looping_nodes),
+                           remaining_s=self.learned.remaining_work(_call_work_s(scheduler)))
         return (scheduler, *state)
 
     def teach_plan(self) -> None:
@@ -349,3 +355,15 @@ class Runtime:
         """This run's counters, with wall time since the runtime was created."""
         return self.recorder.snapshot(wall_s=time.perf_counter() - self.started_s,
                                       num_rows=num_rows, num_failed_rows=num_failed_rows)
+
+
+def _call_work_s(scheduler: Any) -> "Callable[[Any], float]":
+    """Seconds of one call of a profiled site (its mean prompt, uncached, and output) under the
+    scheduler's cost model; a site never profiled: the default output estimate, no prompt."""
+    cost, default_out = scheduler.cost, scheduler.profile.default_tokens
+
+    def work(profile: Any) -> float:
+        if profile is None or not profile.num_calls:
+            return cost.decode_s(default_out, 1)
+        return cost.work_s(int(profile.prompt_tokens / profile.num_calls), max(1, round(profile.mean_output_tokens)), 1)
+    return work

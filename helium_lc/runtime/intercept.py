@@ -19,8 +19,8 @@ LangGraph's ``messages`` stream shows them as one whole message, like langchain-
 own cache does (v2 stream events are replayed). Calls to other providers keep going to
 their provider. OpenAI-compatible clients listed in ``HeliumConfig.route`` are resolved
 by :func:`resolve_route`; sending them to the pool is the job of the in-process HTTP
-transport (``helium_lc/integrations/openai_transport.py``), registered with
-:func:`set_route_handler`.
+transport (``helium_lc/integrations/openai_transport.py``), which the accelerated graph
+puts around its runs.
 
 Example:
     >>> from helium_lc.testing import DeterministicChatModel
@@ -45,37 +45,14 @@ from helium_lc.cache.codec import UnstorableValueError, decode_value, encode_val
 from helium_lc.cache.keys import OUTPUT_PARAM_FIELDS, CacheKey, UncacheableError, chat_call_key, model_output_params
 from helium_lc.runtime.context import Runtime, call_origin_scope, current_runtime
 
-__all__ = ["install", "is_installed", "call_key", "resolve_route", "set_route_handler", "RouteHandler"]
+__all__ = ["install", "is_installed", "call_key", "resolve_route"]
 
 log = logging.getLogger("helium_lc.runtime")
 
 _HOOK_MARK = "__helium_hook__"
 _install_lock = threading.Lock()
 
-#: ``handler(model, pool) -> None``: called when a routed client is seen (the HTTP transport hook).
-RouteHandler = Callable[[Any, Any], None]
-_route_handler: RouteHandler | None = None
 _warned_routes: set[str] = set()
-
-
-def _is_routed(model: Any) -> bool:
-    """Whether an OpenAI client's requests are served by a helium_lc transport."""
-    try:
-        from helium_lc.integrations.openai_transport import is_routed
-    except ImportError:  # pragma: no cover - langchain-openai/httpx missing
-        return False
-    return is_routed(model)
-
-
-def set_route_handler(handler: RouteHandler | None) -> None:
-    """Register what happens to a client that ``route`` maps to a pool.
-
-    TODO(lead): ``helium_lc/integrations/openai_transport.py`` registers a handler that points
-    the ``ChatOpenAI`` client's HTTP transport at the pool. Until one is registered, routed
-    clients keep calling their own endpoint (a warning says so once per route key).
-    """
-    global _route_handler
-    _route_handler = handler
 
 
 def resolve_route(model: Any, route: Mapping[str, Any]) -> tuple[str, Any] | None:
@@ -186,9 +163,7 @@ class _Call:
         hit = resolve_route(self.model, self.rt.config.route)
         if hit is None:
             return None
-        if _route_handler is not None:
-            _route_handler(self.model, hit[1])
-        elif not _is_routed(self.model):  # else AcceleratedGraph wrapped the run in route_openai
+        if not self.rt.is_routed(self.model):  # else AcceleratedGraph wrapped the run in route_openai
             if hit[0] not in _warned_routes:
                 _warned_routes.add(hit[0])
                 log.warning("route %r matches a %s client, but no HTTP transport is registered "

@@ -17,17 +17,18 @@ summariser reads only the answers) is never held.
 The gate decides; the runtime scheduler holds the calls of rows not admitted and asks again
 when a row ends or nothing ran for a while (``force_one``).
 
-Example (block size 16, room for one row's 40 own tokens beside the 16 shared ones; the app
-loops through an LLM node, so the second row waits):
+Example (block size 16, room for one row's 801 own tokens beside the 16 shared ones; the app
+loops through an LLM node and its calls are short, so re-reading a row's context would cost more
+than the decode batching holding the second row loses: it waits):
     >>> from helium_lc.runtime.sched_model import RowReuseBook
     >>> from helium_lc.schedule.cost import CostModel
     >>> book = RowReuseBook(16); book.expect_rereads("app")
     >>> gate = RowGate(book, CostModel(block_size=16))
     >>> shared = tuple(range(16))
-    >>> calls = [GateCall((1, r), "app", shared + tuple(range(100 * r, 100 * r + 32)), 8, r) for r in (0, 1)]
-    >>> sorted(gate.admit(calls, capacity_tokens=64))
+    >>> calls = [GateCall((1, r), "app", shared + tuple(range(1000 * r, 1000 * r + 800)), 1, r) for r in (0, 1)]
+    >>> sorted(gate.admit(calls, capacity_tokens=1024))
     [(1, 0)]
-    >>> gate.row_done(1, 0); sorted(gate.admit(calls[1:], capacity_tokens=64))
+    >>> gate.row_done(1, 0); sorted(gate.admit(calls[1:], capacity_tokens=1024))
     [(1, 1)]
 """
 

@@ -52,7 +52,7 @@ import time
 import weakref
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable, Hashable, Iterable, Iterator
+from typing import Any, AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping
 
 from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
@@ -236,6 +236,7 @@ class RuntimeScheduler:
         self._unadmitted: dict[int, int] = defaultdict(int)
         self._queued_work_s: dict[int, float] = defaultdict(float)
         self._recent: deque[PlanRecord] = deque(maxlen=8)
+        self._remaining: dict[tuple[Hashable, str], float] = {}  # (app, node) -> remaining LLM work (s)
         self._warm_tasks: set[asyncio.Task[Any]] = set()
         self.totals: dict[str, float] = {"planning_s": 0.0, "num_plans": 0, "num_planned_requests": 0,
                                          "num_warm_requests": 0, "num_oversized_requests": 0,
@@ -299,19 +300,24 @@ class RuntimeScheduler:
         return list(self._recent)
 
     def seed(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]],
-             row_reuse: RowReuse | None = None, *, rows_loop: bool = False) -> None:
+             row_reuse: RowReuse | None = None, *, rows_loop: bool = False,
+             remaining_s: Mapping[str, float] | None = None) -> None:
         """Know an app before its calls arrive (from its learned plan): the static prefixes
         ``(node, ordinal, prefix)`` of its call sites (planned with templates and warmed from the
         first batch), how much its rows re-read their context (the row gate's evidence, so a
         first batch under KV pressure is gated too) and, without that evidence, whether its graph
-        loops through an LLM node (``rows_loop``: the gate's prior). What this scheduler learned
-        itself is kept."""
+        loops through an LLM node (``rows_loop``: the gate's prior), and per node the LLM work
+        a row still has after it (``remaining_s``: the plan's remaining critical path, which
+        orders a plan's calls). What this scheduler learned itself is kept."""
         seeds = [((app_key, node, ordinal), tuple(prefix)) for node, ordinal, prefix in prefixes]
-        if seeds or row_reuse is not None or rows_loop:  # the books are the engine loop's: seed them there first
-            self._pool().engine_loop.call_soon(self._seed, app_key, seeds, row_reuse, rows_loop)
+        remaining = dict(remaining_s or {})
+        if seeds or row_reuse is not None or rows_loop or remaining:  # the books are the engine loop's
+            self._pool().engine_loop.call_soon(self._seed, app_key, seeds, row_reuse, rows_loop, remaining)
 
     def _seed(self, app_key: Hashable, seeds: list[tuple[Hashable, tuple[int, ...]]],
-              row_reuse: RowReuse | None, rows_loop: bool) -> None:
+              row_reuse: RowReuse | None, rows_loop: bool, remaining: dict[str, float]) -> None:
+        for node, secs in remaining.items():
+            self._remaining[(app_key, node)] = secs
         for site, prefix in seeds:
             self.sites.seed(site, prefix)
         if row_reuse is not None:
@@ -542,7 +548,8 @@ class RuntimeScheduler:
             row = None if origin.row is None else rows.setdefault((id(p.ticket), origin.row), len(rows))
             calls.append(PendingCall(
                 call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
-                row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site))
+                row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site,
+                downstream_s=self._remaining.get((p.ticket.app_key, origin.node), 0.0)))
             labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
         t0 = time.perf_counter()  # planning: what the rows re-read, the snapshot, the policy
         if options.traits.row_major:

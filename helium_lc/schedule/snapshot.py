@@ -46,7 +46,9 @@ class PendingCall:
     on ``deps`` it is whatever is known (at least the static prefix). ``deps`` lists
     call ids in the same snapshot that must finish first (ids not in the snapshot count
     as finished). ``call_site`` names the operator for output-length profiles and
-    operator-wise policies; it defaults to the template key.
+    operator-wise policies; it defaults to the template key. ``downstream_s`` is the LLM work
+    its row still has after it outside the snapshot (the remaining critical path from the
+    workflow's plan; 0 when unknown), which critical-path orderings add to its own.
     """
 
     call_id: Hashable
@@ -58,6 +60,7 @@ class PendingCall:
     ready: bool = True
     arrival_seq: int = 0
     call_site: Hashable | None = None
+    downstream_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt_token_ids, tuple):

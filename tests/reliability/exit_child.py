@@ -10,7 +10,7 @@ import sys
 import time
 
 from helium_lc import HeliumChatModel
-from helium_lc.engine.pool import get_default_pool
+from helium_lc.engine.default_pool import get_default_pool
 
 mode = sys.argv[1]
 pool = get_default_pool()

@@ -116,3 +116,18 @@ def test_a_saved_plan_warms_a_later_stage_on_the_first_batch_of_a_new_process(tm
         assert scheduler_for(pool3).row_reuse(id(fast3.prompt_cache)).rows == 3   # its own rows only
     finally:
         pool3.shutdown()
+
+
+def test_remaining_work_follows_the_topology_and_the_profiles() -> None:
+    # draft -> review: a draft call's row still has a review call after it; a review call nothing.
+    # Before any run the review's work is the unprofiled default; after one its profile's.
+    pool, _ = _pool()
+    try:
+        fast = accelerate(_app(HeliumChatModel(pool=pool, max_tokens=4)), config=HeliumConfig())
+        lp = fast.learned_plan
+        assert lp.llm_after == {"draft": {"review"}, "review": set()}
+        assert lp.remaining_work(lambda prof: 1.0 if prof is None else prof.mean_output_tokens) == {"draft": 1.0}
+        fast.batch([{"topic": "rain"}, {"topic": "wind"}])
+        assert lp.remaining_work(lambda prof: 1.0 if prof is None else prof.mean_output_tokens) == {"draft": 4.0}
+    finally:
+        pool.shutdown()

@@ -209,3 +209,16 @@ def test_cache_aware_follows_the_prefix_until_the_load_is_unbalanced():
     order = get_policy("cache_aware")(snap).order
     assert order[0][0] == "c0" and len(order[0]) - len(order[1]) <= CACHE_AWARE_ABS_GAP + 1
     assert len(order[1]) >= 1
+
+
+def test_helium_orders_by_the_plans_remaining_critical_path():
+    # Two ready calls of different call sites, one worker: without plan knowledge arrival order
+    # decides; when the plan says the later-arriving call's row still has 2 s of LLM work after it
+    # (downstream_s), that call starts first.
+    def calls(downstream):
+        return (PendingCall("short", SYS_A + (1,), template_key=(SYS_A, "q"), row=0, est_output_tokens=4, arrival_seq=0),
+                PendingCall("long", SYS_B + (2,), template_key=(SYS_B, "q"), row=1, est_output_tokens=4, arrival_seq=1,
+                            downstream_s=downstream))
+    workers = (WorkerView(0, resident=RadixCache(block_size=BS)),)
+    assert get_policy("helium")(Snapshot(calls=calls(0.0), workers=workers, cost=COST)).order[0] == ("short", "long")
+    assert get_policy("helium")(Snapshot(calls=calls(2.0), workers=workers, cost=COST)).order[0] == ("long", "short")

@@ -78,7 +78,9 @@ class HeliumOptions:
 
 def _critical_paths(snapshot: Snapshot, order: list[Hashable], by_id: dict[Hashable, PendingCall],
                     batch: int) -> tuple[dict[Hashable, float], dict[Hashable, float]]:
-    """Per call: estimated earliest start and longest remaining path (both in seconds)."""
+    """Per call: estimated earliest start and longest remaining path (both in seconds); a call
+    with no dependent in the snapshot ends its path with its ``downstream_s`` (the plan's
+    remaining LLM work of its row)."""
     cost = snapshot.cost
     dur = {cid: cost.prefill_s(len(by_id[cid].prompt_token_ids))
            + cost.decode_s(by_id[cid].est_output_tokens, batch) for cid in order}
@@ -97,7 +99,7 @@ def _critical_paths(snapshot: Snapshot, order: list[Hashable], by_id: dict[Hasha
             if d in by_id:
                 dependents.setdefault(d, []).append(cid)
     for cid in reversed(order):
-        cp[cid] = dur[cid] + max((cp[n] for n in dependents.get(cid, ())), default=0.0)
+        cp[cid] = dur[cid] + max((cp[n] for n in dependents.get(cid, ())), default=by_id[cid].downstream_s)
     return start, cp
 
 
