@@ -51,7 +51,7 @@ from helium_lc.cache.singleflight import SingleFlight
 from helium_lc.config import HeliumConfig
 from helium_lc.plan.learned import LearnedPlan
 from helium_lc.runtime.batch import run_rows, run_sync, want_progress
-from helium_lc.runtime.context import Runtime, bind_context
+from helium_lc.runtime.context import Runtime, bind_context, new_app_key
 from helium_lc.runtime.intercept import install
 from helium_lc.runtime.stats import RunStats
 from helium_lc.runtime.threads import wide_default_executor
@@ -215,6 +215,8 @@ class AcceleratedGraph(Runnable[Any, Any]):
         #: LLM nodes from capture joined with call-site profiles from runs; with ``cache_path`` it is
         #: saved next to the cache (``<cache_path>.plan.json``) and loaded by later processes.
         self.learned_plan = LearnedPlan.from_query_plan(self.captured_plan)
+        #: this graph's name in the schedulers' books (what they learn of its call sites and rows)
+        self.app_key = new_app_key()
         self._plan_path = f"{config.cache_path}.plan.json" if config.cache_path else None
         if self._plan_path is not None:
             self.learned_plan.merge_saved(self._plan_path)
@@ -318,7 +320,7 @@ class AcceleratedGraph(Runnable[Any, Any]):
         if self.config.route:
             from helium_lc.integrations.openai_transport import is_routed
         return Runtime(self.config, self._cache, self._single_flight, self._gates, learned=self.learned_plan,
-                       is_routed=is_routed)
+                       is_routed=is_routed, app_key=self.app_key)
 
     def _sync_config(self, config: RunnableConfig | None) -> RunnableConfig:
         """``config`` for LangGraph's sync ``invoke``/``stream``, whose per-run thread pool

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import itertools
 import threading
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping
@@ -47,7 +48,7 @@ from helium_lc.plan.learned import LearnedPlan, node_path
 from helium_lc.runtime.limits import Gate, backend_key
 from helium_lc.runtime.stats import RunStats, StatsRecorder
 
-__all__ = ["Runtime", "current_runtime", "current_row", "current_origin", "activate", "call_origin_scope"]
+__all__ = ["Runtime", "current_runtime", "current_row", "current_origin", "activate", "call_origin_scope", "new_app_key"]
 
 _RUNTIME: contextvars.ContextVar["Runtime | None"] = contextvars.ContextVar("helium_runtime", default=None)
 _ROW: contextvars.ContextVar[int | None] = contextvars.ContextVar("helium_row", default=None)
@@ -127,8 +128,11 @@ class Runtime:
 
     def __init__(self, config: HeliumConfig, cache: PromptCache, single_flight: SingleFlight,
                  gates: "dict[str, Gate] | None" = None, learned: "LearnedPlan | None" = None,
-                 is_routed: "Callable[[Any], bool] | None" = None) -> None:
+                 is_routed: "Callable[[Any], bool] | None" = None, app_key: Any = None) -> None:
         self.config = config
+        #: Names the app to the schedulers (call sites and row evidence are learned per app): the
+        #: accelerated graph's own key, the same for all its runs; a process-unique one otherwise.
+        self.app_key = app_key if app_key is not None else new_app_key()
         #: Whether an OpenAI-compatible client that ``config.route`` maps is served by a helium_lc
         #: transport this run (the accelerated graph passes the integration's check; the runtime
         #: never imports integrations).
@@ -204,10 +208,10 @@ class Runtime:
             return None
         with self._lock:
             if self._sched_state is None:
-                # Call sites are learned per app: the prompt cache is shared by all runs of one
-                # accelerated graph, so its identity names the app.
+                # Call sites are learned per app (``self.app_key``: one per accelerated graph; never
+                # an id() that a later object could reuse).
                 self._sched_state = (ScheduleOptions.from_config(self.config),
-                                     RunTicket(id(self.cache), self.recorder, signals_rows=self.signals_rows))
+                                     RunTicket(self.app_key, self.recorder, signals_rows=self.signals_rows))
             state = self._sched_state
             scheduler = scheduler_for(pool)
             first_use = scheduler not in self._schedulers
@@ -367,3 +371,11 @@ def _call_work_s(scheduler: Any) -> "Callable[[Any], float]":
             return cost.decode_s(default_out, 1)
         return cost.work_s(int(profile.prompt_tokens / profile.num_calls), max(1, round(profile.mean_output_tokens)), 1)
     return work
+
+
+_APP_KEYS = itertools.count(1)
+
+
+def new_app_key() -> str:
+    """A process-unique name for an app (an accelerated graph) in the schedulers' books."""
+    return f"app-{next(_APP_KEYS)}"

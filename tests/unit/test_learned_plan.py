@@ -102,7 +102,7 @@ def test_a_saved_plan_warms_a_later_stage_on_the_first_batch_of_a_new_process(tm
         assert w2.stats().num_warm_requests >= 1
         # the row gate's evidence came with the plan: the 3 rows of run 1, then this run's 3
         from helium_lc.runtime.scheduler import scheduler_for
-        assert scheduler_for(pool2).row_reuse(id(fast2.prompt_cache)).rows == 6
+        assert scheduler_for(pool2).row_reuse(fast2.app_key).rows == 6
     finally:
         pool2.shutdown()
 
@@ -113,7 +113,7 @@ def test_a_saved_plan_warms_a_later_stage_on_the_first_batch_of_a_new_process(tm
         assert fast3.last_run_stats().num_warm_requests == 0    # a first batch knows nothing
         assert w3.stats().num_warm_requests == 0
         from helium_lc.runtime.scheduler import scheduler_for
-        assert scheduler_for(pool3).row_reuse(id(fast3.prompt_cache)).rows == 3   # its own rows only
+        assert scheduler_for(pool3).row_reuse(fast3.app_key).rows == 3   # its own rows only
     finally:
         pool3.shutdown()
 
