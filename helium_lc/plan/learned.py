@@ -247,6 +247,10 @@ class LearnedPlan:
             lines.append(f"rows loop through LLM node{'s' if len(self.looping_nodes) > 1 else ''} "
                          f"{', '.join(sorted(self.looping_nodes))}: expected to re-read their context "
                          "(row gate and row-major order from the first batch)")
+        chains = {n: sorted(v) for n, v in sorted(self.llm_after.items()) if v}
+        if chains:
+            lines.append("LLM work after each node (priorities follow the remaining critical path): "
+                         + "; ".join(f"{n} -> {', '.join(v)}" for n, v in chains.items()))
         for tok, r in sorted(self.row_reuse.items()):
             lines.append(f"rows re-read {r['revisit_tokens']:.0f} of their {r['own_tokens']:.0f} own prompt tokens "
                          f"in later waves (mean of {r['rows']:.0f} rows; the row gate's prior)")

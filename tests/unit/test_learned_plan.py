@@ -126,8 +126,13 @@ def test_remaining_work_follows_the_topology_and_the_profiles() -> None:
         fast = accelerate(_app(HeliumChatModel(pool=pool, max_tokens=4)), config=HeliumConfig())
         lp = fast.learned_plan
         assert lp.llm_after == {"draft": {"review"}, "review": set()}
+        assert "LLM work after each node (priorities follow the remaining critical path): draft -> review" in lp.summary()
         assert lp.remaining_work(lambda prof: 1.0 if prof is None else prof.mean_output_tokens) == {"draft": 1.0}
         fast.batch([{"topic": "rain"}, {"topic": "wind"}])
         assert lp.remaining_work(lambda prof: 1.0 if prof is None else prof.mean_output_tokens) == {"draft": 4.0}
+        # the first batch's plans already carried it: draft calls with the review's work after them
+        from helium_lc.runtime.scheduler import scheduler_for
+        planned = {c.call_site[1]: c.downstream_s for rec in scheduler_for(pool).recent_plans() for c in rec.calls}
+        assert planned["draft"] > 0 and planned["review"] == 0
     finally:
         pool.shutdown()
