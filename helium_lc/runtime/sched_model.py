@@ -289,6 +289,7 @@ class _LiveRow:
     in_flight: int = 0   # calls planned and not finished
     wave_steps: int = 0  # longest estimated output of the current wave
     wave_blocks: set[Any] = field(default_factory=set)  # own blocks the current wave read
+    waves: int = 0       # waves planned so far
 
 
 class RowReuseBook:
@@ -343,6 +344,7 @@ class RowReuseBook:
             if live.in_flight <= 0:  # a new wave: its reads of the row's earlier blocks may miss
                 live.wave_blocks = set()
                 live.wave_steps = 0
+                live.waves += 1
             # a block of an earlier wave counts once per wave, whichever plan of the wave reads it
             for b in mine - live.wave_blocks:
                 if b in live.blocks:
@@ -393,17 +395,34 @@ class RowReuseBook:
         self._looping.add(app_key)
 
     def expects_rereads(self, app_key: Hashable) -> bool:
-        """Whether :meth:`expect_rereads` was called for the app."""
-        return app_key in self._looping
+        """Whether the app loops through an LLM node (:meth:`expect_rereads`) and its live rows
+        have not shown otherwise: once some of them ran a later wave, those waves must have
+        re-read at least a tenth of their own blocks."""
+        if app_key not in self._looping:
+            return False
+        ratio = self._live_reread_ratio(app_key)
+        return ratio is None or ratio >= 0.1
+
+    def _live_reread_ratio(self, app_key: Hashable) -> float | None:
+        """Re-reads per own block over the app's live rows that ran two waves or more (None: none yet)."""
+        own = reread = 0
+        for live in self._live.values():
+            if live.app_key == app_key and live.waves >= 2:
+                own += len(live.blocks)
+                reread += sum(live.blocks.values())
+        return reread / own if own else None
 
     def prior(self, app_key: Hashable, *, own_tokens: float, wave_steps: float) -> RowReuse | None:
         """What to assume of an app none of whose rows ended yet: for an app that loops through
-        an LLM node, one later wave re-reads each row's own tokens (``own_tokens``: the mean own
-        footprint of the rows at hand) and a row takes two waves of ``wave_steps`` decode steps;
+        an LLM node, later waves re-read each row's own tokens (``own_tokens``: the mean own
+        footprint of the rows at hand) once in all -- or as often as its live rows' later waves
+        did, once some ran one -- and a row takes two waves of ``wave_steps`` decode steps;
         otherwise None (no evidence that holding rows saves anything)."""
         if app_key not in self._looping or app_key in self._apps:
             return None
-        return RowReuse(rows=0, own_tokens=own_tokens, revisit_tokens=own_tokens, decode_steps=2 * wave_steps)
+        ratio = self._live_reread_ratio(app_key)
+        revisit = own_tokens * (1.0 if ratio is None else ratio)
+        return RowReuse(rows=0, own_tokens=own_tokens, revisit_tokens=revisit, decode_steps=2 * wave_steps)
 
     def seed(self, app_key: Hashable, prior: RowReuse) -> None:
         """Start an app not seen here from ``prior`` (a learned plan's means); its own rows then

@@ -635,3 +635,16 @@ def test_scheduler_kv_model_matches_the_engine_with_ample_kv_and_learns_under_pr
             assert (model_cap < cap) == expect_gap and sched.models.capacity(0, pool.worker(0)) == cap
         finally:
             pool.shutdown()
+
+
+def test_the_loop_prior_yields_to_the_live_rows_evidence() -> None:
+    # A looping app is expected to re-read its rows until a live row's later wave shows it does
+    # not (wave 2 reads none of the row's own blocks): then no holding, before any row ended.
+    book = RowReuseBook(2)
+    book.expect_rereads("app")
+    book.observe("app", 1, [(0, (1, 2, 5, 6), 1), (1, (1, 2, 7, 8), 1)])
+    assert book.expects_rereads("app") and book.prior("app", own_tokens=4, wave_steps=1).revisit_tokens == 4
+    book.call_done(1, 0)
+    book.observe("app", 1, [(0, (1, 2, 9, 9), 1)])   # row 0, wave 2: a new prompt, no re-read
+    assert not book.expects_rereads("app")
+    assert book.prior("app", own_tokens=4, wave_steps=1).revisit_tokens == 0
