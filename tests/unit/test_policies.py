@@ -213,12 +213,15 @@ def test_cache_aware_follows_the_prefix_until_the_load_is_unbalanced():
 
 def test_helium_orders_by_the_plans_remaining_critical_path():
     # Two ready calls of different call sites, one worker: without plan knowledge arrival order
-    # decides; when the plan says the later-arriving call's row still has 2 s of LLM work after it
-    # (downstream_s), that call starts first.
+    # decides; with HeliumOptions(plan_critical_path=True), when the plan says the later-arriving
+    # call's row still has 2 s of LLM work after it (downstream_s), that call starts first.
     def calls(downstream):
         return (PendingCall("short", SYS_A + (1,), template_key=(SYS_A, "q"), row=0, est_output_tokens=4, arrival_seq=0),
                 PendingCall("long", SYS_B + (2,), template_key=(SYS_B, "q"), row=1, est_output_tokens=4, arrival_seq=1,
                             downstream_s=downstream))
     workers = (WorkerView(0, resident=RadixCache(block_size=BS)),)
-    assert get_policy("helium")(Snapshot(calls=calls(0.0), workers=workers, cost=COST)).order[0] == ("short", "long")
-    assert get_policy("helium")(Snapshot(calls=calls(2.0), workers=workers, cost=COST)).order[0] == ("long", "short")
+    on = HeliumOptions(plan_critical_path=True)
+    assert helium(Snapshot(calls=calls(0.0), workers=workers, cost=COST), on).order[0] == ("short", "long")
+    assert helium(Snapshot(calls=calls(2.0), workers=workers, cost=COST), on).order[0] == ("long", "short")
+    # off by default (see HeliumOptions.plan_critical_path): arrival order again
+    assert helium(Snapshot(calls=calls(2.0), workers=workers, cost=COST)).order[0] == ("short", "long")
