@@ -622,7 +622,8 @@ def test_worker_model_reconciles_with_engine_reported_cached_tokens() -> None:
 def test_scheduler_kv_model_matches_the_engine_with_ample_kv_and_learns_under_pressure() -> None:
     # Ample KV: every engine-reported hit equals the model's prediction (nothing over-estimated).
     # Under pressure running sequences pin blocks, so the engine keeps less than the model's LRU
-    # would; reconciliation lowers the modelled capacity, while admission keeps the reported one.
+    # would: the reported hits fall short of the model's (reconciliation then adjusts the modelled
+    # capacity, tested above), while admission keeps the reported capacity.
     for cap, expect_gap in ((100_000, False), (1024, True)):
         pool = _pool(_SlowSim(0, block_size=16, kv_capacity_tokens=cap))
         try:
@@ -632,7 +633,11 @@ def test_scheduler_kv_model_matches_the_engine_with_ample_kv_and_learns_under_pr
             over = sched.totals["kv_model_overestimated_tokens"]
             model_cap = sched.models.get(0, pool.worker(0)).capacity_tokens
             assert (over > 0) == expect_gap, over
-            assert (model_cap < cap) == expect_gap and sched.models.capacity(0, pool.worker(0)) == cap
+            # the modelled capacity moves (down on gaps, back up on larger hits) within its bounds;
+            # admission keeps what the worker reports
+            assert cap // 2 <= model_cap <= cap and sched.models.capacity(0, pool.worker(0)) == cap
+            if not expect_gap:
+                assert model_cap == cap
         finally:
             pool.shutdown()
 
