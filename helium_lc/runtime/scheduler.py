@@ -573,7 +573,7 @@ class RuntimeScheduler:
         self.totals["num_plans"] += 1
         self.totals["num_planned_requests"] += len(group)
         warmed = self._warm(group, assignment, options, models) if options.warm else []
-        row_major = options.traits.row_major and any(self.gate.rereads(p.ticket.app_key) for p in group)
+        row_major = options.traits.row_major and any(self.gate.rereads(app) for app in {p.ticket.app_key for p in group})
         self._release(group, assignment, snapshot, models, live, row_major=row_major)
         self._recent.append(PlanRecord(options.policy, snapshot.calls, tuple(labels),
                                         {w: tuple(ids) for w, ids in assignment.order.items()},
