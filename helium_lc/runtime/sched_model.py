@@ -12,6 +12,10 @@ yet (its prompt is used as an all-literal template).
 cached-token counts the engine reports (``WorkerModels.reconcile``). A restarted worker
 (a new worker object under the same id) starts with an empty model.
 
+``WorkerSpeeds`` learns how much slower or faster each worker serves requests than the cost
+model predicts, relative to the others (servers on different hardware, or sharing cores with
+other work): the policies spread estimated work by it.
+
 ``choose_warm_prefixes`` is the warming rule (see its docstring).
 
 Example:
@@ -26,14 +30,16 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from helium_lc.schedule.radix import KVCacheFullError, RadixCache
 from helium_lc.schedule.snapshot import TemplateKey
 
-__all__ = ["SiteBook", "WorkerModels", "RowReuse", "RowReuseBook", "template_for", "common_prefix_len",
-           "choose_warm_prefixes", "row_footprints", "best_row_concurrency"]
+__all__ = ["SiteBook", "WorkerModels", "WorkerSpeeds", "RowReuse", "RowReuseBook", "template_for", "common_prefix_len",
+           "choose_warm_prefixes", "row_footprints", "block_keys", "best_row_concurrency"]
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -188,6 +194,65 @@ class WorkerModels:
         return True
 
 
+class WorkerSpeeds:
+    """Each worker's slowdown relative to the others, learned from service times.
+
+    Every finished request gives a ratio: its service time on the worker (submit to finish)
+    over the cost model's estimate (prefill of the tokens the engine computed, plus one decode
+    step per output token at the batch it was released into). Each worker keeps a moving mean
+    of the log ratio (``alpha``); :meth:`slowdown` is that mean relative to the geometric mean
+    over the live workers that have at least ``min_samples`` results, clipped to [1/4, 4], and
+    1.0 within ``dead_band`` (servers that differ by less are treated as equal, so noise never
+    unbalances a pool of identical servers). With fewer than two such workers it is 1.0: one
+    engine, or a pool before its first results, is planned as before. The cost model's own
+    absolute error cancels out; only the workers' differences remain.
+
+    Example (worker 1 serves in twice the time worker 0 does):
+        >>> speeds = WorkerSpeeds(min_samples=2)
+        >>> for _ in range(3):
+        ...     speeds.observe(0, 1.0, 1.0); speeds.observe(1, 2.0, 1.0)
+        >>> round(speeds.slowdown(0, [0, 1]), 2), round(speeds.slowdown(1, [0, 1]), 2)
+        (0.71, 1.41)
+        >>> speeds.slowdown(1, [1])  # alone: nothing to compare with
+        1.0
+    """
+
+    def __init__(self, *, alpha: float = 0.2, min_samples: int = 4, dead_band: float = 0.25) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}.")
+        self.alpha = alpha
+        self.min_samples = min_samples
+        self.dead_band = dead_band
+        self._log_ratio: dict[int, float] = {}
+        self._samples: dict[int, int] = {}
+
+    def observe(self, worker_id: int, observed_s: float, expected_s: float) -> None:
+        """Fold one request's service time (``observed_s``) and the model's ``expected_s`` in."""
+        if observed_s <= 0.0 or expected_s <= 0.0:
+            return
+        x = math.log(min(8.0, max(0.125, observed_s / expected_s)))
+        n = self._samples.get(worker_id, 0)
+        prev = self._log_ratio.get(worker_id, x)
+        self._log_ratio[worker_id] = prev + max(self.alpha, 1.0 / (n + 1)) * (x - prev)
+        self._samples[worker_id] = n + 1
+
+    def forget(self, worker_id: int) -> None:
+        """Drop what was learned about a worker (it was restarted or replaced)."""
+        self._log_ratio.pop(worker_id, None)
+        self._samples.pop(worker_id, None)
+
+    def slowdown(self, worker_id: int, live_ids: Iterable[int]) -> float:
+        """Seconds this worker takes per second of the cost model's estimate, relative to the
+        live workers' geometric mean (1.0 when it cannot be told apart from them)."""
+        known = [w for w in live_ids if self._samples.get(w, 0) >= self.min_samples]
+        if worker_id not in known or len(known) < 2:
+            return 1.0
+        rel = math.exp(self._log_ratio[worker_id] - sum(self._log_ratio[w] for w in known) / len(known))
+        if abs(rel - 1.0) < self.dead_band:
+            return 1.0
+        return min(4.0, max(0.25, rel))
+
+
 def choose_warm_prefixes(candidates: Mapping[int, Iterable[tuple[int, ...]]],
                          tick_prompts: Mapping[int, Sequence[tuple[int, ...]]],
                          models: Mapping[int, RadixCache], *, threshold_tokens: int,
@@ -227,17 +292,34 @@ def choose_warm_prefixes(candidates: Mapping[int, Iterable[tuple[int, ...]]],
 _SHARED = object()  # owner of a block that prompts of two or more rows reach
 
 
-def _claim_blocks(owner: dict[Any, Any], row: Hashable, prompt: Sequence[int], block_size: int) -> list[Any]:
-    """Keys of ``prompt``'s full blocks (each names its whole prefix); ``owner`` records the
-    first row that reached a block, or ``_SHARED`` once another row reaches it too."""
-    keys: list[Any] = []
+@functools.lru_cache(maxsize=256)  # bounded: it keeps its prompts alive
+def block_keys(prompt: tuple[int, ...], block_size: int) -> tuple[int, ...]:
+    """Keys of ``prompt``'s full blocks, each naming its whole prefix (a hash chain).
+
+    Memoised: the row gate and the ``RowReuseBook`` read the same prompts at every plan (held
+    calls at every flush), and hashing is the bulk of their work.
+
+    Example:
+        >>> a, b = block_keys((1, 2, 3, 4, 5), 2), block_keys((1, 2, 9, 9), 2)
+        >>> len(a), a[0] == b[0], a[1] == b[1]
+        (2, True, False)
+    """
+    keys: list[int] = []
     key: Any = None
     for i in range(0, len(prompt) - len(prompt) % block_size, block_size):
-        key = hash((key, tuple(prompt[i:i + block_size])))
+        key = hash((key, prompt[i:i + block_size]))
+        keys.append(key)
+    return tuple(keys)
+
+
+def _claim_blocks(owner: dict[Any, Any], row: Hashable, prompt: Sequence[int], block_size: int) -> tuple[int, ...]:
+    """Keys of ``prompt``'s full blocks (``block_keys``); ``owner`` records the first row that
+    reached a block, or ``_SHARED`` once another row reaches it too."""
+    keys = block_keys(tuple(prompt), block_size)
+    for key in keys:
         o = owner.setdefault(key, row)
         if o is not _SHARED and o != row:
             owner[key] = _SHARED
-        keys.append(key)
     return keys
 
 

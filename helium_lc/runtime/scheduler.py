@@ -58,7 +58,7 @@ from helium_lc.engine.loop import CancelScope
 from helium_lc.engine.types import (GenerationChunk, GenerationRequest, GenerationResult, RequestOrigin,
                                    StreamInterruptedError, WorkerDiedError)
 from helium_lc.runtime.row_gate import GateCall, RowGate
-from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, WorkerModels, choose_warm_prefixes,
+from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, WorkerModels, WorkerSpeeds, choose_warm_prefixes,
                                            template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
 from helium_lc.schedule.policies.helium import WARM_MIN_TOKENS
@@ -189,6 +189,7 @@ class _Placement:
     priority: int
     work_s: float
     predicted_cached: int | None = None  # modelled prefix hit before this plan's sends (None: not modelled)
+    batch: int = 1                       # the decode batch it was released into (its worker's speed estimate)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ class RuntimeScheduler:
         self.profile = OutputLengthProfile(default_tokens=default_output_tokens)
         self.sites = SiteBook()
         self.models = WorkerModels(bs)
+        self.speeds = WorkerSpeeds()  # each worker's relative slowdown, from its service times
         self.reuse = RowReuseBook(bs)
         self.gate = RowGate(self.reuse, self.cost)
         self._pending: list[_Pending] = []
@@ -406,6 +408,7 @@ class RuntimeScheduler:
                 last_exc = exc
                 if not pool.is_alive(placed.worker_id):
                     self.models.forget(placed.worker_id)
+                    self.speeds.forget(placed.worker_id)
                 self.totals["num_replanned_requests"] += 1
                 continue
             finally:
@@ -417,6 +420,9 @@ class RuntimeScheduler:
                 if self._in_flight == 0 and self._held:
                     self._arm_stall_check()
             self.profile.record(site, result.num_output_tokens)
+            self.speeds.observe(placed.worker_id, result.total_s, self.cost.prefill_s(
+                max(1, len(request.prompt_token_ids) - result.num_cached_prompt_tokens))
+                + result.num_output_tokens * self.cost.step_s(placed.batch))
             if placed.predicted_cached is not None:
                 over = self.models.reconcile(placed.worker_id, len(request.prompt_token_ids),
                                              placed.predicted_cached, result.num_cached_prompt_tokens)
@@ -561,7 +567,8 @@ class RuntimeScheduler:
             views.append(WorkerView(
                 worker_id=w, resident=model, num_running=pool.num_outstanding(w) - n_wait + self._unadmitted[w],
                 num_waiting=n_wait, queued_work_s=max(0.0, self._queued_work_s[w]),
-                kv_capacity_tokens=self.models.capacity(w, pool.worker(w)), alive=w in live, max_num_seqs=pool.max_outstanding(w)))
+                kv_capacity_tokens=self.models.capacity(w, pool.worker(w)), alive=w in live, max_num_seqs=pool.max_outstanding(w),
+                slowdown=self.speeds.slowdown(w, live)))
         snapshot = Snapshot(calls=tuple(calls), workers=tuple(views), cost=self.cost, seed=int(self.totals["num_plans"]))
         assignment = get_policy(options.policy, online=True)(snapshot)
         planning_s = time.perf_counter() - t0
@@ -684,7 +691,7 @@ class RuntimeScheduler:
                     priority = rank * ROW_STRIDE + min(seq, ROW_STRIDE - 1)
                 else:
                     priority = base + pos
-                p.future.set_result(_Placement(w, priority, work_s, modelled))
+                p.future.set_result(_Placement(w, priority, work_s, modelled, batch))
 
 
 _SCHEDULERS: "weakref.WeakKeyDictionary[Any, RuntimeScheduler]" = weakref.WeakKeyDictionary()

@@ -108,8 +108,14 @@ class WorkerView:
     kv_capacity_tokens: int | None = None
     alive: bool = True
     max_num_seqs: int = 32
+    #: seconds this worker takes per second of the cost model's estimate, relative to the other
+    #: workers (learned online by the runtime: ``runtime.sched_model.WorkerSpeeds``); policies
+    #: that spread estimated work multiply it in. ``queued_work_s`` stays in cost-model seconds.
+    slowdown: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.slowdown > 0:
+            raise ValueError(f"worker {self.worker_id}: slowdown must be > 0, got {self.slowdown!r}.")
         if self.max_num_seqs < 1:
             raise ValueError(f"worker {self.worker_id}: max_num_seqs must be >= 1, got {self.max_num_seqs!r}.")
         if self.queued_work_s < 0:

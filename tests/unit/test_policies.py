@@ -225,3 +225,29 @@ def test_helium_orders_by_the_plans_remaining_critical_path():
     assert helium(Snapshot(calls=calls(2.0), workers=workers, cost=COST), on).order[0] == ("long", "short")
     # off by default (see HeliumOptions.plan_critical_path): arrival order again
     assert helium(Snapshot(calls=calls(2.0), workers=workers, cost=COST)).order[0] == ("short", "long")
+
+
+def _independent_calls(n):
+    # n rows, each its own prompt (no shared prefix), so only load decides placement
+    return tuple(PendingCall(f"c{r}", tuple(range(1000 + 20 * r, 1016 + 20 * r)), row=r,
+                             est_output_tokens=4, arrival_seq=r) for r in range(n))
+
+
+@pytest.mark.parametrize("refine_max_calls", [0, 16])
+def test_helium_gives_a_slower_worker_less_work(refine_max_calls):
+    opts = HeliumOptions(refine_max_calls=refine_max_calls)
+    calls = _independent_calls(12)
+    even = helium(Snapshot(calls=calls, workers=(WorkerView(0), WorkerView(1)), cost=COST), opts)
+    assert sorted(len(ids) for ids in even.order.values()) == [6, 6]
+    # worker 1 takes 3x as long per call: the plan that finishes first gives it a quarter
+    slow = helium(Snapshot(calls=calls, workers=(WorkerView(0, slowdown=0.6), WorkerView(1, slowdown=1.8)),
+                           cost=COST), opts)
+    assert len(slow.order.get(1, ())) == 3 and len(slow.order[0]) == 9, slow.order
+    est = PlanEstimator(Snapshot(calls=calls, workers=(WorkerView(0, slowdown=0.6), WorkerView(1, slowdown=1.8)),
+                                 cost=COST), batch_size=1)
+    assert est.score(slow.order)[0] < est.score(even.order)[0]
+
+
+def test_worker_view_rejects_a_non_positive_slowdown():
+    with pytest.raises(ValueError, match="slowdown"):
+        WorkerView(0, slowdown=0.0)

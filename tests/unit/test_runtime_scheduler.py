@@ -653,3 +653,33 @@ def test_the_loop_prior_yields_to_the_live_rows_evidence() -> None:
     book.observe("app", 1, [(0, (1, 2, 9, 9), 1)])   # row 0, wave 2: a new prompt, no re-read
     assert not book.expects_rereads("app")
     assert book.prior("app", own_tokens=4, wave_steps=1).revisit_tokens == 0
+
+
+def test_scheduler_learns_a_slower_worker_and_gives_it_less_work() -> None:
+    # Worker 1 takes 3x as long for everything (a server on slower hardware, or sharing its
+    # cores). After one batch the scheduler has learned it from the service times the workers
+    # report, and helium's next batch sends it fewer calls; two equal workers stay at 1.0.
+    from helium_lc.schedule.cost import CostModel
+
+    slow = CostModel(prefill_base_s=0.03, prefill_s_per_token=1.7e-3, decode_step_base_s=0.048,
+                     decode_s_per_seq=0.003)
+    for workers, unequal in (((SimWorker(0, block_size=16), SimWorker(1, block_size=16, cost=slow)), True),
+                             ((SimWorker(0, block_size=16), SimWorker(1, block_size=16)), False)):
+        pool = _pool(*workers)
+        try:
+            fast = accelerate(_map_reduce(HeliumChatModel(pool=pool, max_tokens=8)), config=HeliumConfig(policy="helium"))
+            asyncio.run(fast.abatch(_inputs(8, seed=11)))
+            sched = scheduler_for(pool)
+            s0, s1 = (sched.speeds.slowdown(w, [0, 1]) for w in (0, 1))
+            before = [pool.worker(w).stats().num_requests for w in (0, 1)]
+            asyncio.run(fast.abatch(_inputs(8, seed=12)))
+            n0, n1 = (pool.worker(w).stats().num_requests - before[w] for w in (0, 1))
+            assert n0 + n1 == 24
+            if unequal:
+                assert s1 > 1.4 and s0 < 0.75, (s0, s1)
+                assert n0 - n1 >= 6, (n0, n1)  # 16/8 or 17/7 (12/12 without the learned speeds)
+            else:
+                assert (s0, s1) == (1.0, 1.0)
+                assert abs(n0 - n1) <= 4, (n0, n1)
+        finally:
+            pool.shutdown()

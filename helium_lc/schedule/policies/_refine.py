@@ -65,7 +65,8 @@ class PlanEstimator:
         cost = snapshot.cost
         self.snapshot = snapshot
         self.worker_ids = [w.worker_id for w in snapshot.live_workers]
-        self.initial_free_s = [w.queued_work_s for w in snapshot.live_workers]
+        self._slowdown = [w.slowdown for w in snapshot.live_workers]
+        self.initial_free_s = [w.queued_work_s * w.slowdown for w in snapshot.live_workers]
         self._resident = [w.resident for w in snapshot.live_workers]
         self.ids = [c.call_id for c in snapshot.calls]
         self.index = {cid: i for i, cid in enumerate(self.ids)}
@@ -95,7 +96,7 @@ class PlanEstimator:
             hit = self.resident_tokens(w, j)
             if prev >= 0:
                 hit = max(hit, lcp_aligned(self._prompts[prev], prompt, self._cost.block_size))
-            d = self._dur[key] = self._cost.prefill_s(len(prompt) - hit) + self._decode_s[j]
+            d = self._dur[key] = (self._cost.prefill_s(len(prompt) - hit) + self._decode_s[j]) * self._slowdown[w]
         return d
 
     def score_indices(self, seqs: Sequence[Sequence[int]]) -> Score:

