@@ -1,7 +1,7 @@
 """``accelerate(app)``: the same LangGraph app, doing less LLM work.
 
 At construction the compiled graph is captured into a query plan, optimized
-(``prune``, ``cse``; see ``helium_lc.optimize``) and lowered back to a compiled graph
+(``prune``; see ``helium_lc.optimize``) and lowered back to a compiled graph
 when whole nodes were dropped. What capture cannot analyse is noted (``fast.notes``)
 and still runs. At run time LangGraph's Pregel executes the (lowered) graph while a
 :class:`~helium_lc.runtime.context.Runtime` is current, so every chat-model call is

@@ -2,18 +2,18 @@
 
 Every optimisation can be switched off on its own, for comparisons and debugging:
 ``prompt_cache`` (exact results of deterministic calls), ``dedup`` (identical in-flight
-calls share one model call), ``prune`` and ``cse`` (plan rewrites), ``warm`` (prefill
+calls share one model call), ``prune`` (the plan rewrite), ``warm`` (prefill
 static prefixes on the engines). ``route`` maps an OpenAI-compatible client's
 ``base_url`` or model name to a :class:`~helium_lc.engine.pool.WorkerPool`.
 
 Example:
-    >>> cfg = HeliumConfig(prompt_cache=False, disabled_rules={"cse"})
+    >>> cfg = HeliumConfig(prompt_cache=False, disabled_rules={"prune"})
     >>> cfg.prompt_cache, sorted(cfg.disabled_rules), cfg.policy
-    (False, ['cse'], 'helium')
+    (False, ['prune'], 'helium')
     >>> HeliumConfig(policy="fastest")
     Traceback (most recent call last):
     ...
-    ValueError: unknown scheduling policy 'fastest'; choose one of: fifo, helium, lspf, opwise, prefix_affinity, random.
+    ValueError: unknown scheduling policy 'fastest'; choose one of: cache_aware, fifo, helium, lspf, opwise, prefix_affinity, random, round_robin.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 __all__ = ["HeliumConfig", "policy_names", "rule_names"]
 
 _FALLBACK_POLICIES = ("fifo", "helium", "lspf", "opwise", "prefix_affinity", "random")
-_FALLBACK_RULES = ("cse", "prompt_cache", "prune")
+_FALLBACK_RULES = ("prompt_cache", "prune")
 
 
 def policy_names() -> tuple[str, ...]:
@@ -64,7 +64,6 @@ class HeliumConfig:
         cache_path: a SQLite file for a cache shared across processes (None: in memory).
         dedup: identical in-flight deterministic calls share one model call.
         prune: drop plan operators (pure nodes) whose results nobody reads.
-        cse: merge identical pure LLM operators in the plan.
         warm: prefill static prompt prefixes on the engines before a batch.
         warm_threshold_tokens: only warm prefixes at least this long.
         row_gate: under row-major policies (``helium``), for an app whose rows were seen
@@ -98,7 +97,6 @@ class HeliumConfig:
     cache_path: str | None = None
     dedup: bool = True
     prune: bool = True
-    cse: bool = True
     warm: bool = True
     warm_threshold_tokens: int = 192  # = helium_lc.schedule.policies.helium.WARM_MIN_TOKENS (a test checks)
     row_gate: bool = True
@@ -114,7 +112,7 @@ class HeliumConfig:
         if self.policy not in (names := policy_names()):
             raise ValueError(f"unknown scheduling policy {self.policy!r}; choose one of: "
                              f"{', '.join(names)}.")
-        for name in ("prompt_cache", "dedup", "prune", "cse", "warm", "row_gate", "trace_capture"):
+        for name in ("prompt_cache", "dedup", "prune", "warm", "row_gate", "trace_capture"):
             _check_bool(name, getattr(self, name))
         _check_bool("progress", self.progress, allow_none=True)
         if self.cache_path is not None:
@@ -161,6 +159,10 @@ class HeliumConfig:
                              f"{rules!r}; write disabled_rules={{{rules!r}}}.")
         rules = frozenset(rules)
         known = rule_names()
+        if "cse" in rules and "cse" not in known:
+            raise ValueError("HeliumConfig.disabled_rules lists 'cse', a rule that no longer exists: identical "
+                             "calls share one model call at run time; switch that off with dedup=False "
+                             "(and prompt_cache=False).")
         if unknown := sorted(r for r in rules if r not in known):
             raise ValueError(f"HeliumConfig.disabled_rules has unknown rule name(s) {unknown}; "
                              f"known rules: {', '.join(known)}.")
@@ -168,12 +170,10 @@ class HeliumConfig:
 
     @property
     def effective_disabled_rules(self) -> frozenset[str]:
-        """``disabled_rules`` plus the rules switched off by ``prune=False`` / ``cse=False``."""
+        """``disabled_rules`` plus the rules switched off by ``prune=False`` / ``prompt_cache=False``."""
         off = set(self.disabled_rules)
         if not self.prune:
             off.add("prune")
-        if not self.cse:
-            off.add("cse")
         if not self.prompt_cache:
             off.add("prompt_cache")
         return frozenset(off)

@@ -129,7 +129,7 @@ _CPU_PARAMS = {"trading": {"num_traders": 2, "num_risk_rounds": 1},
 #: On CPU (2 cores) the profile must stay under 30 minutes: each regime measures the systems that
 #: answer its question. ``ample`` runs the serving-layer baseline and the ablations that change the
 #: schedule or the cache; ``sequential`` (0.35x), ``prefix_affinity`` (= lspf within 1%),
-#: ``helium-no-prune-cse`` and ``helium-no-warm`` (both = helium within noise on one engine, run
+#: ``helium-no-prune`` and ``helium-no-warm`` (both = helium within noise on one engine, run
 #: 2026-11-26) are left to ``--systems`` or the gpu profile. The whole profile took 38.9 minutes with
 #: every system in ample (68.6 with every system in every regime).
 _CPU_REGIME_SYSTEMS = {"ample": ("langgraph", "lspf", "helium", "helium-no-cache", "helium-no-cas"),

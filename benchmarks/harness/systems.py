@@ -8,7 +8,7 @@ Every system runs the same compiled graph on the same ``WorkerPool`` and model:
 - ``lspf`` / ``prefix_affinity``: ``accelerate`` with only a serving-layer scheduling policy
   (no prompt cache, dedup, rewrites or warming): schedulers without workflow knowledge;
 - ``helium``: ``accelerate`` with everything on;
-- ablations: ``helium-no-prune-cse``, ``helium-no-cache`` (no prompt cache), ``helium-no-cas``
+- ablations: ``helium-no-prune``, ``helium-no-cache`` (no prompt cache), ``helium-no-cas``
   (FIFO instead of cache-aware scheduling), ``helium-no-warm``.
 
 ``measure_batch`` runs one batch under a ``CallRecorder`` and returns a :class:`BatchMeasure`
@@ -60,7 +60,7 @@ class SystemSpec:
 
 
 def _serving_only(policy: str) -> HeliumConfig:
-    return HeliumConfig(policy=policy, prompt_cache=False, dedup=False, prune=False, cse=False,
+    return HeliumConfig(policy=policy, prompt_cache=False, dedup=False, prune=False,
                         warm=False, progress=False)
 
 
@@ -71,8 +71,8 @@ SYSTEMS: dict[str, SystemSpec] = {s.name: s for s in (
     SystemSpec("prefix_affinity", "accelerated", "serving-layer prefix-affinity dispatch only",
                _serving_only("prefix_affinity")),
     SystemSpec("helium", "accelerated", "accelerate(), everything on", HeliumConfig(progress=False)),
-    SystemSpec("helium-no-prune-cse", "accelerated", "helium without pruning and CSE",
-               HeliumConfig(prune=False, cse=False, progress=False)),
+    SystemSpec("helium-no-prune", "accelerated", "helium without pruning",
+               HeliumConfig(prune=False, progress=False)),
     SystemSpec("helium-no-cache", "accelerated", "helium without the prompt cache",
                HeliumConfig(prompt_cache=False, progress=False)),
     SystemSpec("helium-no-cas", "accelerated", "helium with FIFO instead of cache-aware scheduling",

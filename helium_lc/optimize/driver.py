@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from helium_lc.optimize.base import Rule
-from helium_lc.optimize.cse import CommonSubexpressionElimination
 from helium_lc.optimize.prune import Prune
 from helium_lc.plan.ir import PlanError, QueryPlan
 
@@ -25,7 +24,7 @@ __all__ = ["RuleChange", "OptimizeResult", "default_rules", "optimize", "RULE_NA
 #: Names ``HeliumConfig.disabled_rules`` accepts: the plan rules, and ``prompt_cache``, the runtime's
 #: exact prompt cache (which serves every deterministic call whose prompt it holds, so no plan-level
 #: substitution of static calls is needed).
-RULE_NAMES = ("prompt_cache", "prune", "cse")
+RULE_NAMES = ("prompt_cache", "prune")
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,9 @@ class OptimizeResult:
 
 
 def default_rules(output_keys: Iterable[str] | None = None) -> list[Rule]:
-    """``prune``, then ``cse``."""
-    return [Prune(output_keys), CommonSubexpressionElimination()]
+    """``prune``. (A plan-level merge of equal calls, CSE, was deleted: identical calls share one
+    model call at run time through dedup and the prompt cache, which compare the rendered prompt.)"""
+    return [Prune(output_keys)]
 
 
 def optimize(plan: QueryPlan, rules: Sequence[Rule] | None = None, disabled: Iterable[str] = frozenset(),

@@ -21,8 +21,7 @@ Before/after (output keys = [a]; node ``b`` is pure and writes ``b`` nobody read
     output = OUTPUT pure reads=[a] <- node:b
 
 Invariants: never removes SIDE_EFFECT/SAMPLED/unknown-writes operators, routers, or
-INPUT/OUTPUT of a live level; the plan still lints. Needs nothing before it; run it
-again after ``prompt_cache`` and ``cse``.
+INPUT/OUTPUT of a live level; the plan still lints. Needs nothing before it.
 
 Example:
     >>> Prune(output_keys=["answer"]).name

@@ -13,13 +13,13 @@ from helium_lc.plan.ir import (
 )
 from helium_lc.plan.render import format_operator, to_mermaid, to_text
 from helium_lc.plan.template import (
-    Placeholder, PromptTemplate, Static, TemplateLearner, TemplateMessage,
+    Placeholder, PromptTemplate, Static, TemplateMessage,
     parse_format_string, template_from_chat_prompt,
 )
 
 __all__ = [
     "EDGE_KINDS", "Operator", "OperatorKind", "PlanError", "Purity", "QueryPlan", "worst_purity",
     "format_operator", "to_mermaid", "to_text",
-    "Placeholder", "PromptTemplate", "Static", "TemplateLearner", "TemplateMessage",
+    "Placeholder", "PromptTemplate", "Static", "TemplateMessage",
     "parse_format_string", "template_from_chat_prompt",
 ]

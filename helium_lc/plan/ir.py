@@ -86,8 +86,7 @@ class Operator:
     ``reads``/``writes`` are state keys; ``None`` means unknown (= all keys).
     ``graph_path`` is the subgraph prefix ('' at top level, ``"inner"`` inside node
     ``inner``). ``parent`` is the id of the NODE an LLM call or tool call runs inside.
-    ``aliases`` lists ids of operators merged into this one (by CSE), so the runtime
-    can map their calls here. ``analysable=False`` comes with a ``reason``.
+    ``analysable=False`` comes with a ``reason``.
     """
 
     op_id: str
@@ -102,7 +101,6 @@ class Operator:
     reason: str = ""
     graph_path: str = ""
     parent: str | None = None
-    aliases: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not isinstance(self.op_id, str) or not self.op_id:
@@ -115,22 +113,12 @@ class Operator:
                 if isinstance(value, str):
                     raise PlanError(f"Operator {self.op_id}: {name} must be a set of keys, not a string.")
                 object.__setattr__(self, name, frozenset(value))
-        object.__setattr__(self, "aliases", frozenset(self.aliases))
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
         if not self.analysable and not self.reason:
             raise PlanError(f"Operator {self.op_id} is marked not analysable; give a reason.")
 
     def __hash__(self) -> int:
         return hash((self.op_id, self.kind))
-
-    def content_key(self) -> tuple[Any, ...]:
-        """Everything that defines what this operator computes (not its id), hashable."""
-        return (
-            self.kind.value, self.purity.value,
-            None if self.reads is None else tuple(sorted(self.reads)),
-            None if self.writes is None else tuple(sorted(self.writes)),
-            self.template, tuple(sorted((k, repr(v)) for k, v in self.params.items())),
-        )
 
     def with_(self, **changes: Any) -> "Operator":
         """A copy with ``changes`` applied (dataclasses.replace)."""

@@ -7,7 +7,7 @@ same plan the same way every time. One line per operator::
     node:a = NODE pure reads=[q] writes=[a] <- input
 
 Fields: kind, purity, reads/writes (``*`` = unknown), ``prefix=<chars>c[/<tokens>t]``
-for templates, ``learned`` for learned templates, ``aliases=[..]`` after CSE,
+for templates, ``learned`` for learned templates,
 ``!unanalysable(<reason>)``, then the incoming edges (``kind`` shown unless ``data``,
 ``~`` marks a back edge).
 
@@ -51,8 +51,6 @@ def format_operator(plan: QueryPlan, op: Operator, count_tokens: Callable[[str],
         parts.append(size)
         if op.template.learned:
             parts.append("learned")
-    if op.aliases:
-        parts.append("aliases=[" + ",".join(sorted(op.aliases)) + "]")
     if not op.analysable:
         parts.append(f"!unanalysable({op.reason})")
     preds = []

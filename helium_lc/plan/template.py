@@ -5,10 +5,10 @@ tuple of segments, where a segment is literal text (:class:`Static`) or a hole f
 at run time (:class:`Placeholder`). The scheduler cares most about the *static prefix*:
 the literal run before the first placeholder, which every row of a batch shares.
 
-Templates come from three places: exact extraction from a langchain-core
-``ChatPromptTemplate`` (:func:`template_from_chat_prompt`), static analysis of a node's
-source (see ``helium_lc.capture``), and learning from observed prompts
-(:class:`TemplateLearner`) when neither is possible.
+Templates come from exact extraction from a langchain-core ``ChatPromptTemplate``
+(:func:`template_from_chat_prompt`) and from static analysis of a node's source (see
+``helium_lc.capture``); where neither works, the runtime learns each call site's static
+prefix from the prompts it sends (``runtime.sched_model.SiteBook``, ``plan.learned``).
 
 Example:
     >>> t = PromptTemplate.of(("system", "You are terse."), ("human", "Q: {q}"))
@@ -18,22 +18,18 @@ Example:
     ('q',)
     >>> t.render({"q": "why?"})
     (('system', 'You are terse.'), ('human', 'Q: why?'))
-    >>> learner = TemplateLearner("node:a#0")
-    >>> learner.observe("Summarise: cats"); learner.observe("Summarise: dogs")
-    >>> learner.static_prefix
-    'Summarise: '
 """
 
 from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
 __all__ = [
     "Static", "Placeholder", "Segment", "TemplateMessage", "PromptTemplate",
-    "TemplateLearner", "template_from_chat_prompt", "parse_format_string",
+    "template_from_chat_prompt", "parse_format_string",
 ]
 
 # Joins the static text of consecutive messages in ``static_prefix()``.
@@ -277,59 +273,3 @@ def template_from_chat_prompt(prompt: Any, *, source_prefix: str = "") -> Prompt
                 else _parse_mustache(template_text, source_prefix))
         out.append(TemplateMessage(str(role or "human"), segs))
     return PromptTemplate(tuple(out))
-
-
-@dataclass
-class TemplateLearner:
-    """Learns one call site's static prefix from the prompts it renders.
-
-    Keeps the longest common prefix of every observed prompt: token-level when given
-    token id sequences, character-level when given strings (do not mix the two).
-    Mutates only itself; ``key`` names the call site (node + call ordinal).
-    """
-
-    key: str
-    num_observations: int = 0
-    _prefix: Any = field(default=None, repr=False)
-    _token_mode: bool | None = field(default=None, repr=False)
-
-    def observe(self, prompt: str | Sequence[int]) -> None:
-        """Refine the prefix with one more rendered prompt (a string or token ids)."""
-        token_mode = not isinstance(prompt, str)
-        if self._token_mode is not None and token_mode != self._token_mode:
-            kind = "token ids" if self._token_mode else "strings"
-            raise TypeError(
-                f"TemplateLearner {self.key!r} has seen {kind}; observe the same kind every time."
-            )
-        self._token_mode = token_mode
-        value = tuple(prompt) if token_mode else prompt
-        if self._prefix is None:
-            self._prefix = value
-        else:
-            n = 0
-            limit = min(len(self._prefix), len(value))
-            while n < limit and self._prefix[n] == value[n]:
-                n += 1
-            self._prefix = self._prefix[:n]
-        self.num_observations += 1
-
-    @property
-    def static_prefix(self) -> str:
-        """The common character prefix so far ('' before any string observation)."""
-        if self._token_mode:
-            raise TypeError(f"TemplateLearner {self.key!r} learns tokens; use static_prefix_tokens.")
-        return self._prefix or ""
-
-    @property
-    def static_prefix_tokens(self) -> tuple[int, ...]:
-        """The common token prefix so far (() before any token observation)."""
-        if self._token_mode is False:
-            raise TypeError(f"TemplateLearner {self.key!r} learns characters; use static_prefix.")
-        return self._prefix or ()
-
-    def to_template(self) -> PromptTemplate:
-        """A learned template: the common prefix followed by one placeholder ``rest``."""
-        if self._token_mode or not self._prefix:
-            return PromptTemplate.unknown()
-        return PromptTemplate(
-            (TemplateMessage("prompt", (Static(self._prefix), Placeholder("rest"))),), learned=True)

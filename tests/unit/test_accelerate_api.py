@@ -24,7 +24,8 @@ from tests.fidelity.graphs import GRAPHS
     ({"warm_threshold_tokens": -1}, "warm_threshold_tokens must be an integer >= 0"),
     ({"row_gate": "on"}, "row_gate must be True or False"),
     ({"progress": 1}, "progress must be True, False or None"),
-    ({"disabled_rules": "cse"}, "write disabled_rules={'cse'}"),
+    ({"disabled_rules": "prune"}, "write disabled_rules={'prune'}"),
+    ({"disabled_rules": {"cse"}}, "no longer exists: identical calls share one model call at run time"),
     ({"disabled_rules": {"prnue"}}, "unknown rule name(s) ['prnue']"),
     ({"route": {"http://x/v1": object()}}, "must be a WorkerPool"),
     ({"cache_path": ""}, "cache_path must be a file path"),
@@ -36,9 +37,9 @@ def test_bad_config_values_say_what_to_do(kwargs: dict[str, Any], message: str) 
 
 
 def test_config_is_frozen_and_normalised(tmp_path: Path) -> None:
-    cfg = HeliumConfig(disabled_rules=["cse"], prune=False, cache_path=tmp_path / "c.db")
-    assert cfg.disabled_rules == frozenset({"cse"}) and cfg.cache_path == str(tmp_path / "c.db")
-    assert cfg.effective_disabled_rules == {"cse", "prune"}
+    cfg = HeliumConfig(disabled_rules=["prune"], prompt_cache=False, cache_path=tmp_path / "c.db")
+    assert cfg.disabled_rules == frozenset({"prune"}) and cfg.cache_path == str(tmp_path / "c.db")
+    assert cfg.effective_disabled_rules == {"prompt_cache", "prune"}
     with pytest.raises(AttributeError):
         cfg.dedup = False  # type: ignore[misc]
 
@@ -129,8 +130,7 @@ def test_explain_reports_plan_rules_unanalysable_and_pictures(tmp_path: Path) ->
                    mermaid_path=tmp_path / "plan.mmd", png_path=tmp_path / "plan.png",
                    count_tokens=lambda s: len(s.split()))
     assert buf.getvalue().strip() == text
-    assert "llm:billing#0 = LLM_CALL pure prefix=12c/3t aliases=[llm:support#0]" in text
-    assert "[cse] merged llm:support#0 into llm:billing#0" in text
+    assert "llm:billing#0 = LLM_CALL pure prefix=12c/3t" in text
     assert (tmp_path / "plan.mmd").read_text().startswith("flowchart TD")
     assert (tmp_path / "plan.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -1,4 +1,4 @@
-"""Tests of the rewrite rules (prune, cse, prompt_cache), the driver, and lowering."""
+"""Tests of the rewrite rule (prune), the driver, and lowering."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 
 from helium_lc.capture import capture
 from helium_lc.optimize import (
-    CommonSubexpressionElimination, Prune, default_rules, lower, optimize,
+    Prune, default_rules, lower, optimize,
 )
 from helium_lc.plan import OperatorKind, PlanError, to_text
 
@@ -128,22 +128,6 @@ def _twin_app() -> Any:
     return g.compile()
 
 
-def test_cse_merges_equal_greedy_calls_only() -> None:
-    plan = capture(_twin_app())
-    result = optimize(plan, [CommonSubexpressionElimination()])
-    # same model, temperature 0, template "Answer: {q}", same input -> one call feeds both nodes
-    merged = result.plan.op("llm:also_answer#0")
-    assert "llm:answer#0" not in result.plan
-    assert merged.aliases == frozenset({"llm:answer#0"})
-    assert result.plan.graph.edges["llm:also_answer#0", "node:answer"]["kind"] == "result"
-    assert [c.description for c in result.changes] == ["merged llm:answer#0 into llm:also_answer#0"]
-    # the same graph with a sampled model is left alone
-    sampled = plan.copy()
-    for op in sampled.llm_operators():
-        sampled.replace_operator(op.with_(purity="sampled"))
-    assert optimize(sampled, [CommonSubexpressionElimination()]).changes == ()
-
-
 def test_rules_are_disabled_by_name_and_a_typo_is_an_error() -> None:
     g = StateGraph(S)
     g.add_node("intro", intro)
@@ -151,7 +135,7 @@ def test_rules_are_disabled_by_name_and_a_typo_is_an_error() -> None:
     g.add_edge(START, "intro")
     g.add_edge(START, "answer")
     plan = capture(g.compile())
-    assert optimize(plan, disabled={"prompt_cache", "prune", "cse"}).changes == ()
+    assert optimize(plan, disabled={"prompt_cache", "prune"}).changes == ()
     with pytest.raises(ValueError, match="Unknown rule"):
         optimize(plan, disabled={"prunne"})
 

@@ -6,7 +6,7 @@ import pytest
 
 from helium_lc.plan import (
     Operator, OperatorKind, PlanError, Placeholder, PromptTemplate, Purity, QueryPlan, Static,
-    TemplateLearner, TemplateMessage, template_from_chat_prompt, to_mermaid, to_text,
+    TemplateMessage, template_from_chat_prompt, to_mermaid, to_text,
 )
 
 
@@ -47,20 +47,6 @@ def test_template_from_chat_prompt_keeps_messages_placeholder() -> None:
     # the messages placeholder expands to whole messages when rendered
     out = t.render({"tone": "kind", "history": [("human", "hi"), ("ai", "yo")], "q": "x"})
     assert out == (("system", "Be kind."), ("human", "hi"), ("ai", "yo"), ("human", "{literal} x"))
-
-
-def test_learner_keeps_longest_common_prefix_chars_and_tokens() -> None:
-    chars = TemplateLearner("node:a#0")
-    chars.observe("Summarise: cats")       # prefix = whole prompt
-    chars.observe("Summarise: cars")       # common = "Summarise: ca"
-    chars.observe("Summarise: dogs")       # common = "Summarise: "
-    assert chars.static_prefix == "Summarise: " and chars.num_observations == 3
-    tokens = TemplateLearner("node:a#1")
-    tokens.observe([1, 2, 3, 4])
-    tokens.observe([1, 2, 9])
-    assert tokens.static_prefix_tokens == (1, 2)
-    with pytest.raises(TypeError, match="same kind"):
-        tokens.observe("text")
 
 
 def test_topological_order_is_deterministic_and_back_edges_cut_loops() -> None:
