@@ -32,8 +32,9 @@ from .systems import SYSTEMS, measure_batch
 
 __all__ = ["trace_workload", "run_many_workers", "add_speedups", "SIM_POLICIES"]
 
-#: Policies compared in the simulator; ``fifo`` is the baseline.
-SIM_POLICIES: tuple[str, ...] = ("fifo", "lspf", "prefix_affinity", "helium")
+#: Policies compared in the simulator; ``fifo`` (least-queue) is the baseline; ``round_robin`` and
+#: ``cache_aware`` are the routers users put in front of several servers.
+SIM_POLICIES: tuple[str, ...] = ("fifo", "round_robin", "cache_aware", "lspf", "prefix_affinity", "helium")
 
 
 def trace_workload(workload: ModuleType, params: Mapping[str, Any], num_inputs: int, max_output_tokens: int,
