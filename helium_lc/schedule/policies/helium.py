@@ -22,8 +22,11 @@ Organising rule: *order by the TRT, place by cost.*
    (its prefix is replicated). A local search then moves bundles off the most loaded
    worker while that lowers the maximum (a move pays the prefill it loses), so affinity
    never piles work on one worker while another one idles.
+   Work is in seconds on each worker: the cost model's estimate times the worker's
+   ``slowdown`` (learned online), so a slower server gets a smaller share.
    Even work ignores how long a dependent call waits for inputs on other workers, so a
-   small batch (<= ``refine_max_calls``, the usual online case) is then re-planned by
+   small batch (<= ``refine_max_calls``, the usual online case; online only with two or more
+   workers, ``refine_min_workers``) is then re-planned by
    estimated makespan (``_refine.py``): local search from the packed plan and from an
    earliest-finish plan, simulating each candidate with the cost model, each worker's
    resident prefixes and precedence delays; the best wins.
