@@ -8,7 +8,7 @@ at once convert under a file lock, and the folder appears atomically (rename).
 
 Example:
     >>> from helium_lc.engine.model import resolve_model
-    >>> path = resolve_model()            # doctest: +SKIP  (converts on first use, ~20 s)
+    >>> path = resolve_model()            # converts on first use, ~20 s  # doctest: +SKIP
     >>> (path / "config.json").exists()   # doctest: +SKIP
     True
 """

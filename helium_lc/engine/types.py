@@ -29,8 +29,8 @@ def stop_sequences(stop: Any) -> tuple[str, ...]:
     """A call's ``stop`` as a tuple of strings (one string is one sequence), else a clear error.
 
     Example:
-        >>> stop_sequences("\n"), stop_sequences(["a", "b"])
-        (('\n',), ('a', 'b'))
+        >>> stop_sequences("\\n"), stop_sequences(["a", "b"])
+        (('\\n',), ('a', 'b'))
     """
     if isinstance(stop, str):
         return (stop,)
