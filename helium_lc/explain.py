@@ -143,8 +143,12 @@ def scheduler_text(sched: Any) -> str:
              f"planning {1000 * t['planning_s']:.1f} ms, {int(t['num_warm_requests'])} warm-ups, "
              f"{int(t['num_replanned_requests'])} re-planned, {int(t['num_held_requests'])} held by the row gate, "
              f"{len(sched.sites)} call sites learned"]
+    slow = sched.worker_slowdowns()
+    if any(s != 1.0 for s in slow.values()):
+        lines.append("learned worker speeds (time per unit of estimated work, relative): "
+                     + ", ".join(f"worker {w} {s:.2f}x" for w, s in sorted(slow.items())))
     if not records:
-        return lines[0] + "\n(no plan yet)"
+        return "\n".join(lines) + "\n(no plan yet)"
     big = max(records, key=lambda r: len(r.calls))
     shown = [big] if big is records[-1] else [big, records[-1]]
     for rec in shown:

@@ -4,9 +4,9 @@
 replace it (``set_default_pool``).
 
 Example:
-    >>> pool = get_default_pool(start=False)   # not started: no engine yet
-    >>> pool.started
-    False
+    >>> pool = get_default_pool(start=False)   # start=False: no engine is started for it
+    >>> pool is get_default_pool(start=False)  # one per process
+    True
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ Every started :class:`~helium_lc.engine.pool.WorkerPool` is tracked here (weakly
 
 Example:
     >>> import helium_lc.engine.lifecycle as lifecycle
-    >>> lifecycle.live_pools()
-    []
+    >>> all(not p.closed for p in lifecycle.live_pools())   # started, not yet shut down
+    True
 """
 
 from __future__ import annotations

@@ -301,6 +301,12 @@ class RuntimeScheduler:
         """The last plans (up to 8), oldest first: what ``helium_lc.explain`` shows."""
         return list(self._recent)
 
+    def worker_slowdowns(self) -> dict[int, float]:
+        """Each live worker's learned slowdown relative to the others (``WorkerSpeeds``; 1.0:
+        not told apart), as the policies see it in ``WorkerView.slowdown``."""
+        live = self._pool().alive_worker_ids()
+        return {w: self.speeds.slowdown(w, live) for w in live}
+
     def seed(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]],
              row_reuse: RowReuse | None = None, *, rows_loop: bool = False,
              remaining_s: Mapping[str, float] | None = None) -> None:

@@ -675,12 +675,16 @@ def test_scheduler_learns_a_slower_worker_and_gives_it_less_work() -> None:
             asyncio.run(fast.abatch(_inputs(8, seed=12)))
             n0, n1 = (pool.worker(w).stats().num_requests - before[w] for w in (0, 1))
             assert n0 + n1 == 24
+            text, now = scheduler_text(sched), sched.worker_slowdowns()
             if unequal:
                 assert s1 > 1.4 and s0 < 0.75, (s0, s1)
+                assert (f"learned worker speeds (time per unit of estimated work, relative): worker 0 {now[0]:.2f}x, "
+                        f"worker 1 {now[1]:.2f}x") in text
                 # measured 17/7 to 23/1; 12/12 without the learned speeds (how arrivals group into
                 # plans varies with the machine's load, so only a wide margin is asserted)
                 assert n0 - n1 >= 6, (n0, n1)
             else:
                 assert (s0, s1) == (1.0, 1.0)  # identical workers: planned exactly as without speeds
+                assert "learned worker speeds" not in text
         finally:
             pool.shutdown()

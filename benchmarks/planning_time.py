@@ -1,0 +1,76 @@
+"""Online planning time per 1,000 calls, through the real runtime, on simulated workers.
+
+Each workload of ``examples/workloads`` runs through ``accelerate(app)`` with a
+``HeliumChatModel`` on a pool of ``SimWorker`` s (no model weights; virtual time), so the
+scheduler plans exactly as it does on engines: the gather window, the row gate, the snapshot
+and the policy. Reported: the run's ``planning_s`` (wall clock inside the scheduler, what
+``last_run_stats().planning_s`` counts) per 1,000 calls sent, median of ``--repeats`` runs after
+one warm-up batch. Issue 13's target is <= 50 ms per 1,000 calls.
+
+On engines the same counter also includes time the scheduler's thread waits for the GIL while
+vLLM processes outputs in the same process, so it reads higher there (scheduling.py prints it).
+
+Run (from the repository root, ~1 min):
+    .venv/bin/python benchmarks/planning_time.py [--workers 1,2] [--rows 8] [--repeats 3]
+                                                 [--workloads debate,mapred,parallel,trading,prefix_sweep]
+                                                 [--kv-capacity-tokens N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+
+def planning_ms_per_1k(workload: str, num_workers: int, rows: int, kv_capacity_tokens: int) -> float:
+    from helium_lc import HeliumChatModel, HeliumConfig, WorkerPool, accelerate
+    from helium_lc.engine.sim import SimWorker
+    from workloads import WORKLOADS
+
+    wl = WORKLOADS[workload]
+    pool = WorkerPool(workers=[SimWorker(i, block_size=16, kv_capacity_tokens=kv_capacity_tokens)
+                               for i in range(num_workers)])
+    try:
+        fast = accelerate(wl.build(HeliumChatModel(pool=pool, max_tokens=16)),
+                          config=HeliumConfig(progress=False, prompt_cache=False))
+        xs = wl.make_inputs(rows, seed=0)
+        if wl.IS_ASYNC:
+            asyncio.run(fast.abatch(xs))
+        else:
+            fast.batch(xs)
+        stats = fast.last_run_stats()
+        return 1e6 * stats.planning_s / max(1, stats.num_llm_calls_sent)
+    finally:
+        pool.shutdown()
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[int, float]]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", default="debate,mapred,parallel,trading,prefix_sweep")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kv-capacity-tokens", type=int, default=65536)
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.workers.split(",")]
+    print(f"{'workload':<14}" + "".join(f"{f'{n} worker(s)':>16}" for n in counts) + "   (ms of planning per 1,000 calls)")
+    out: dict[str, dict[int, float]] = {}
+    for workload in args.workloads.split(","):
+        out[workload] = {}
+        for n in counts:
+            planning_ms_per_1k(workload, n, 2, args.kv_capacity_tokens)  # warm-up: imports, first plans
+            runs = [planning_ms_per_1k(workload, n, args.rows, args.kv_capacity_tokens) for _ in range(args.repeats)]
+            out[workload][n] = statistics.median(runs)
+        print(f"{workload:<14}" + "".join(f"{out[workload][n]:16.0f}" for n in counts), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
