@@ -303,8 +303,12 @@ class RuntimeScheduler:
 
     def worker_slowdowns(self) -> dict[int, float]:
         """Each live worker's learned slowdown relative to the others (``WorkerSpeeds``; 1.0:
-        not told apart), as the policies see it in ``WorkerView.slowdown``."""
-        live = self._pool().alive_worker_ids()
+        not told apart), as the policies see it in ``WorkerView.slowdown``; empty when the pool
+        is gone or none of its workers is alive (``explain`` still works then)."""
+        pool = self._pool_ref()
+        if pool is None:
+            return {}
+        live = [w.worker_id for w in pool.workers if pool.is_alive(w.worker_id)]
         return {w: self.speeds.slowdown(w, live) for w in live}
 
     def seed(self, app_key: Hashable, prefixes: Iterable[tuple[str, int, tuple[int, ...]]],
