@@ -42,6 +42,7 @@ import asyncio
 import json
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 import operator
@@ -49,6 +50,8 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # the suite's workloads
 
 SYSTEM = ("You are one of two analysts who discuss a document with a moderator. Answer in a few "
           "words, stay on the document, and do not repeat yourself. ")
@@ -114,8 +117,6 @@ def workload_app(workload: str, llm: Any, rows: int, suite_rows: int) -> tuple[A
         words, turns = CONVERSATIONS[workload]
         return (build(llm, turns=turns), inputs(workload, rows), False,
                 f"{rows} rows x 2 agents x {turns} turns" + (f", ~{words * 4 // 3}-token documents" if words else ""))
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from workloads import WORKLOADS
 
     wl, params = WORKLOADS[workload], SUITE_PARAMS[workload]
