@@ -35,20 +35,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
-from helium_lc.schedule.radix import KVCacheFullError, RadixCache
+from helium_lc.schedule.radix import KVCacheFullError, RadixCache, common_prefix_len
 from helium_lc.schedule.snapshot import TemplateKey
 
 __all__ = ["SiteBook", "WorkerModels", "WorkerSpeeds", "RowReuse", "RowReuseBook", "template_for", "common_prefix_len",
            "choose_warm_prefixes", "row_footprints", "block_keys", "best_row_concurrency"]
-
-
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token sequences."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def template_for(prompt: tuple[int, ...], static_prefix: tuple[int, ...] | None) -> TemplateKey | None:

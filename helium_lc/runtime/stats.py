@@ -36,8 +36,9 @@ class RunStats:
         num_prompt_tokens: prompt tokens of the calls sent (engine results, else usage metadata).
         num_cached_prompt_tokens: of those, tokens the engines found in their KV cache.
         num_engine_requests: requests dispatched to a WorkerPool.
-        planning_s: seconds the scheduling policy spent planning this run's requests
-            (sum over planning rounds; a round shared by concurrent runs counts for each).
+        planning_s: CPU seconds the scheduler spent planning this run's requests (its thread's
+            CPU time less garbage-collection pauses: ``runtime.planning_clock``; sum over
+            planning rounds; a round shared by concurrent runs counts for each).
         num_warm_requests: prefix warm-ups the scheduler issued for this run.
         num_oversized_requests: requests larger than every worker's KV cache (a warning:
             served without being modelled as cached).

@@ -27,6 +27,28 @@ from dataclasses import dataclass
 from typing import Sequence
 
 
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences (a binary search on
+    slices: O(log n) comparisons at C speed, not a Python loop over the tokens).
+
+    Example:
+        >>> common_prefix_len((1, 2, 3, 4), [1, 2, 9]), common_prefix_len((), (1,))
+        (2, 0)
+    """
+    a, b = tuple(a), tuple(b)
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class KVCacheFullError(RuntimeError):
     """The cache cannot make room because the resident entries are locked (in use)."""
 

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Hashable, Mapping, Sequence
 
@@ -144,9 +145,9 @@ class Snapshot:
         if self.calls and not any(w.alive for w in self.workers):
             raise ValueError("Snapshot: no live worker to place calls on; start or restart a worker.")
 
-    @property
+    @functools.cached_property
     def live_workers(self) -> tuple[WorkerView, ...]:
-        """Workers that can take calls, in worker-id order."""
+        """Workers that can take calls, in worker-id order (computed once)."""
         return tuple(sorted((w for w in self.workers if w.alive), key=lambda w: w.worker_id))
 
 

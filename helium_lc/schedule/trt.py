@@ -31,6 +31,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterator, Sequence
 
+from helium_lc.schedule.radix import common_prefix_len
 from helium_lc.schedule.snapshot import PendingCall, TemplateKey, static_prefix_of
 
 Item = int | str
@@ -127,9 +128,7 @@ class TemplatedRadixTree:
             if items[pos:pos + n] == child.items:
                 node, pos = child, pos + n
                 continue
-            m = 1
-            while m < n and pos + m < len(items) and items[pos + m] == child.items[m]:
-                m += 1
+            m = max(1, common_prefix_len(items[pos:pos + n], child.items))
             mid = TRTNode(next(self._ids), child.items[:m], node)
             node.children[items[pos]] = mid
             child.items = child.items[m:]

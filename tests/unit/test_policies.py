@@ -112,7 +112,7 @@ def test_helium_places_by_estimated_finish_so_the_reducer_does_not_wait():
     # c0 cold: 10 tokens = 0.14 s; red cold: 9 tokens = 0.13 s.
     # Best: one worker runs a0, a1, x (ends 0.34); the other runs c0 then red, which starts when
     # a1 ends at 0.28 and finishes at 0.41 (the MILP optimum). x, which nobody waits for, goes last.
-    assert plan.order == {0: ("a0", "a1", "x"), 1: ("c0", "red")}
+    assert sorted(plan.order.values()) == [("a0", "a1", "x"), ("c0", "red")]  # the workers are alike
     est = PlanEstimator(snap, batch_size=1)
     assert est.score(plan.order)[0] == pytest.approx(0.41)
     # without the makespan-scored search, even-work packing makes red wait longer (0.49 s)

