@@ -59,6 +59,10 @@ _CACHE_INFO = re.compile(r"^vllm:cache_config_info\{(?P<labels>[^}]*)\}", re.MUL
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
+#: Seconds an idle pooled connection is kept (below uvicorn's default keep-alive timeout, 5 s).
+KEEPALIVE_EXPIRY_S = 2.0
+
+
 @dataclass(frozen=True)
 class RemoteWorkerConfig:
     """How to reach one vLLM OpenAI-compatible server. Validated on construction.
@@ -168,7 +172,10 @@ class RemoteWorker:
         self._client = httpx.AsyncClient(
             base_url=cfg.base_url, headers=dict(cfg.headers),
             timeout=httpx.Timeout(cfg.request_timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(max_connections=max(8, 2 * cfg.max_num_seqs), max_keepalive_connections=cfg.max_num_seqs))
+            # idle connections are closed before the server's own keep-alive timeout (uvicorn's
+            # default, 5 s, is httpx's too: reusing one the server is closing fails the request)
+            limits=httpx.Limits(max_connections=max(8, 2 * cfg.max_num_seqs), max_keepalive_connections=cfg.max_num_seqs,
+                                keepalive_expiry=KEEPALIVE_EXPIRY_S))
         deadline = time.monotonic() + cfg.start_timeout_s
         last: str = ""
         while True:
@@ -296,15 +303,17 @@ class RemoteWorker:
         usage: Mapping[str, Any] = {}
         first_token_s = 0.0
         self._stats.num_running += 1
+        retried_priority = retried_link = False
         try:
-            for attempt in range(2):  # a second try only without the priority a server refused
+            while True:  # a second try without the priority a server refused, or after a dropped link
                 body = self._body(request, stream=stream)
                 assert self._client is not None
                 try:
                     async with self._client.stream("POST", "/v1/completions", json=body) as response:
                         if response.status_code != 200:
                             exc = await self._error(response, request)
-                            if attempt == 0 and "priority" in body and self._refuses_priority(str(exc)):
+                            if not retried_priority and "priority" in body and self._refuses_priority(str(exc)):
+                                retried_priority = True
                                 continue
                             raise exc
                         if not stream:
@@ -341,6 +350,14 @@ class RemoteWorker:
                         httpx.StreamClosed) as exc:
                     if request.request_id in self._aborted:
                         raise EngineError(f"Request {request.request_id} was aborted.") from None
+                    # A pooled keep-alive connection the server closed as we reused it fails like a
+                    # dead server; a server that still answers /health gets the request once more
+                    # (nothing reached the caller yet, so nothing can be served twice)
+                    if not retried_link and not token_ids and not texts and await self._healthy():
+                        retried_link = True
+                        log.info("helium_lc: %s dropped request %s (%s: %s) but is healthy; sending it again.",
+                                 self.base_url, request.request_id, type(exc).__name__, exc)
+                        continue
                     raise self._died(request, f"{type(exc).__name__}: {exc}") from exc
                 except httpx.TimeoutException as exc:
                     raise EngineError(f"The server at {self.base_url} did not answer request {request.request_id} "

@@ -175,7 +175,6 @@ class VLLMWorker:
         self.kv_capacity_tokens = 0
         self._engine: Any = None
         self._stats = WorkerStats(worker_id=worker_id)
-        self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:

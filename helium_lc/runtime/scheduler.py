@@ -429,17 +429,23 @@ class RuntimeScheduler:
                 self._last_progress = loop.time()
                 if self._in_flight == 0 and self._held:
                     self._arm_stall_check()
-            self.profile.record(site, result.num_output_tokens)
-            self.speeds.observe(placed.worker_id, result.total_s, self.cost.prefill_s(
-                max(1, len(request.prompt_token_ids) - result.num_cached_prompt_tokens))
-                + result.num_output_tokens * self.cost.step_s(placed.batch))
-            if placed.predicted_cached is not None:
-                over = self.models.reconcile(placed.worker_id, len(request.prompt_token_ids),
-                                             placed.predicted_cached, result.num_cached_prompt_tokens)
-                self.totals["kv_model_overestimated_tokens"] += over
+            self._update(site, request, placed, result)
             return result
         raise WorkerDiedError(f"request {request.request_id} could not be served: every worker it was "
                               f"placed on died ({last_exc}). Create a new WorkerPool.") from last_exc
+
+    def _update(self, site: Hashable, request: GenerationRequest, placed: _Placement,
+                result: GenerationResult) -> None:
+        """Learn from one finished request: its site's output length, its worker's speed, and
+        the engine-reported cached tokens reconciled with the worker's KV model."""
+        self.profile.record(site, result.num_output_tokens)
+        self.speeds.observe(placed.worker_id, result.total_s, self.cost.prefill_s(
+            max(1, len(request.prompt_token_ids) - result.num_cached_prompt_tokens))
+            + result.num_output_tokens * self.cost.step_s(placed.batch))
+        if placed.predicted_cached is not None:
+            over = self.models.reconcile(placed.worker_id, len(request.prompt_token_ids),
+                                         placed.predicted_cached, result.num_cached_prompt_tokens)
+            self.totals["kv_model_overestimated_tokens"] += over
 
     def _settle(self, placed: _Placement, *, admitted: bool) -> None:
         if not admitted:
@@ -553,33 +559,13 @@ class RuntimeScheduler:
         return max(1, min(cap, self.profile.default_tokens))
 
     def _plan(self, group: list[_Pending], options: ScheduleOptions) -> None:
-        pool = self._pool()
-        live = set(pool.alive_worker_ids())  # raises WorkerDiedError when none is left
-        rows: dict[tuple[int, int | None], int] = {}
-        calls, labels = [], []
-        for i, p in enumerate(group):
-            prompt = p.request.prompt_token_ids
-            self.sites.observe(p.site, prompt)
-            origin = p.request.origin or RequestOrigin()
-            row = None if origin.row is None else rows.setdefault((id(p.ticket), origin.row), len(rows))
-            calls.append(PendingCall(
-                call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
-                row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site,
-                downstream_s=self._remaining.get((p.ticket.app_key, origin.node), 0.0)))
-            labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
+        """One step: snapshot, policy, warm-ups, release in planned order, and the record
+        ``explain`` shows."""
+        live = set(self._pool().alive_worker_ids())  # raises WorkerDiedError when none is left
         t0 = planning_clock.now()  # planning (CPU, less GC): what the rows re-read, the snapshot, the policy
         if options.traits.row_major:
             self._observe_rows(group)
-        views, models = [], {}
-        for w in sorted(s.worker_id for s in pool.workers):
-            model = models[w] = self.models.get(w, pool.worker(w))
-            n_wait = pool.num_waiting(w)
-            views.append(WorkerView(
-                worker_id=w, resident=model, num_running=pool.num_outstanding(w) - n_wait + self._unadmitted[w],
-                num_waiting=n_wait, queued_work_s=max(0.0, self._queued_work_s[w]),
-                kv_capacity_tokens=self.models.capacity(w, pool.worker(w)), alive=w in live, max_num_seqs=pool.max_outstanding(w),
-                slowdown=self.speeds.slowdown(w, live)))
-        snapshot = Snapshot(calls=tuple(calls), workers=tuple(views), cost=self.cost, seed=int(self.totals["num_plans"]))
+        snapshot, labels, models = self._snapshot(group, live)
         assignment = get_policy(options.policy, online=True)(snapshot)
         planning_s = planning_clock.now() - t0
         assignment.check(snapshot)
@@ -595,6 +581,34 @@ class RuntimeScheduler:
         self._recent.append(PlanRecord(options.policy, snapshot.calls, tuple(labels),
                                         {w: tuple(ids) for w, ids in assignment.order.items()},
                                         tuple((w, len(pfx)) for w, pfx in warmed), planning_s))
+
+    def _snapshot(self, group: list[_Pending], live: set[int]) -> tuple[Snapshot, list[str], dict[int, Any]]:
+        """What the policy sees of ``group`` and the workers (``Snapshot``), the calls' labels
+        (``node#ordinal/r<row>``) and each worker's KV model (the snapshot's ``resident``)."""
+        pool = self._pool()
+        rows: dict[tuple[int, int | None], int] = {}
+        calls, labels = [], []
+        for i, p in enumerate(group):
+            prompt = p.request.prompt_token_ids
+            self.sites.observe(p.site, prompt)
+            origin = p.request.origin or RequestOrigin()
+            row = None if origin.row is None else rows.setdefault((id(p.ticket), origin.row), len(rows))
+            calls.append(PendingCall(
+                call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
+                row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site,
+                downstream_s=self._remaining.get((p.ticket.app_key, origin.node), 0.0)))
+            labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
+        views, models = [], {}
+        for w in sorted(s.worker_id for s in pool.workers):
+            model = models[w] = self.models.get(w, pool.worker(w))
+            n_wait = pool.num_waiting(w)
+            views.append(WorkerView(
+                worker_id=w, resident=model, num_running=pool.num_outstanding(w) - n_wait + self._unadmitted[w],
+                num_waiting=n_wait, queued_work_s=max(0.0, self._queued_work_s[w]),
+                kv_capacity_tokens=self.models.capacity(w, pool.worker(w)), alive=w in live, max_num_seqs=pool.max_outstanding(w),
+                slowdown=self.speeds.slowdown(w, live)))
+        snapshot = Snapshot(calls=tuple(calls), workers=tuple(views), cost=self.cost, seed=int(self.totals["num_plans"]))
+        return snapshot, labels, models
 
     def _observe_rows(self, group: list[_Pending]) -> None:
         """Feed this plan's calls of row-signalling runs to the ``RowReuseBook``."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Hashable, Iterable, NamedTuple, Protocol, Sequence
 
 import numpy as np
@@ -211,8 +211,3 @@ class OutputLengthProfile:
             return max(1, round(self._sum[key] / n))
         q = int(self.statistic[1:])
         return max(1, int(round(float(np.percentile(list(self._recent[key]), q)))))
-
-
-def with_block_size(model: CostModel, block_size: int) -> CostModel:
-    """A copy of ``model`` for an engine with another KV block size."""
-    return replace(model, block_size=block_size)
