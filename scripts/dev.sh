@@ -73,7 +73,7 @@ case "$task" in
   setup) setup ;;
   demo)  setup; exec "$PY" -m helium_lc.cli demo "$@" ;;
   serve) setup; exec "$PY" -m helium_lc.cli serve "$@" ;;
-  test)  setup; exec "$PY" -m pytest -q -p no:cacheprovider "$@" ;;
+  test)  setup; exec "$PY" -m pytest -q -p no:cacheprovider --durations=15 "$@" ;;
   bench) setup; bench_data; exec "$PY" -m helium_lc.cli bench "$@" ;;
   *) sed -n '2,7p' "$0"; exit 2 ;;
 esac
