@@ -43,11 +43,6 @@ def lower_bound_tokens(prompts: Iterable[Sequence[int]], block_size: int = 16,
 def _resident_overlap(tree: RadixCache, resident: RadixCache) -> int:
     """Full-block tokens of ``tree`` already resident in ``resident``."""
     overlap = 0
-    stack = [(tree._root, ())]  # noqa: SLF001 - same package, read-only walk
-    while stack:
-        node, path = stack.pop()
-        for child in node.children.values():
-            full = path + child.key
-            overlap += max(0, resident.peek(full) - len(path))
-            stack.append((child, full))
+    for path, key in tree.segments():
+        overlap += max(0, resident.peek(path + key) - len(path))
     return overlap

@@ -32,7 +32,7 @@ from typing import Hashable, Mapping, Sequence
 
 from helium_lc.schedule.cost import CostModel
 from helium_lc.schedule.policies import get_policy
-from helium_lc.schedule.policies._common import lcp_aligned
+from helium_lc.schedule.radix import lcp_aligned
 from helium_lc.schedule.radix import RadixCache
 from helium_lc.schedule.snapshot import PendingCall, Snapshot, WorkerView
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -47,6 +47,19 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
         else:
             hi = mid
     return lo
+
+
+def lcp_aligned(a: tuple[int, ...], b: tuple[int, ...], block_size: int) -> int:
+    """Length of the common prefix of ``a`` and ``b`` in whole blocks (binary search on slices)."""
+    lo, hi = 0, min(len(a), len(b)) // block_size
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        n = mid * block_size
+        if a[:n] == b[:n]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * block_size
 
 
 class KVCacheFullError(RuntimeError):
@@ -244,6 +257,15 @@ class RadixCache:
         if len(self._lru) > 64 and len(self._lru) > 8 * max(1, self._size_tokens // bs):
             self._compact()
         return freed
+
+    def segments(self) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Every node's (tokens before it, its own tokens), parents before children. Mutates nothing."""
+        stack: list[tuple[_Node, tuple[int, ...]]] = [(self._root, ())]
+        while stack:
+            node, path = stack.pop()
+            for child in node.children.values():
+                yield path, child.key
+                stack.append((child, path + child.key))
 
     def reset(self) -> int:
         """Evict everything unlocked (like vLLM's ``reset_prefix_cache``). Returns tokens freed."""

@@ -89,6 +89,18 @@ def test_no_private_names_cross_modules() -> None:
     assert not private, "private names imported across modules:\n" + "\n".join(private)
 
 
+def test_private_modules_are_imported_only_inside_their_package() -> None:
+    leaks = []
+    for path in _files():
+        me = _module_name(path)
+        for module, _, line in _imports(path.read_text()):
+            parts = module.split(".")
+            for i, part in enumerate(parts):
+                if part.startswith("_") and not me.startswith(".".join(parts[:i]) + "."):
+                    leaks.append(f"{path.relative_to(PACKAGE)}:{line} imports the private module {module}")
+    assert not leaks, "\n".join(leaks)
+
+
 def test_the_checks_see_lazy_and_private_imports() -> None:
     # the parser itself: a lazy import inside a function, a submodule imported from the package,
     # a private name

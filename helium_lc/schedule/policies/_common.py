@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import Callable, Hashable, Iterable, Sequence
 
+from helium_lc.schedule.radix import lcp_aligned
 from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
 
 
@@ -72,19 +73,6 @@ def assignment_from(snapshot: Snapshot, global_order: Sequence[Hashable],
     for cid in global_order:
         per[worker_of[cid]].append(cid)
     return Assignment(order={w: tuple(ids) for w, ids in per.items()}, warm=dict(warm or {}))
-
-
-def lcp_aligned(a: tuple[int, ...], b: tuple[int, ...], block_size: int) -> int:
-    """Length of the common prefix of ``a`` and ``b`` in whole blocks (binary search on slices)."""
-    lo, hi = 0, min(len(a), len(b)) // block_size
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        n = mid * block_size
-        if a[:n] == b[:n]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo * block_size
 
 
 def unique_tokens(prompts: Sequence[tuple[int, ...]], block_size: int) -> int:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import random
 from typing import Hashable, Mapping, Sequence
 
-from helium_lc.schedule.policies._common import lcp_aligned
+from helium_lc.schedule.radix import lcp_aligned
 from helium_lc.schedule.snapshot import Snapshot
 
 Score = tuple[float, float, float]
