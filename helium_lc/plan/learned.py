@@ -249,7 +249,8 @@ class LearnedPlan:
                          "(row gate and row-major order from the first batch)")
         chains = {n: sorted(v) for n, v in sorted(self.llm_after.items()) if v}
         if chains:
-            lines.append("LLM work after each node (priorities follow the remaining critical path): "
+            lines.append("LLM work after each node (the remaining critical path each call carries; helium "
+                         "orders by it only with HeliumOptions(plan_critical_path=True)): "
                          + "; ".join(f"{n} -> {', '.join(v)}" for n, v in chains.items()))
         for tok, r in sorted(self.row_reuse.items()):
             lines.append(f"rows re-read {r['revisit_tokens']:.0f} of their {r['own_tokens']:.0f} own prompt tokens "

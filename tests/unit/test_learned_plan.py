@@ -126,7 +126,7 @@ def test_remaining_work_follows_the_topology_and_the_profiles() -> None:
         fast = accelerate(_app(HeliumChatModel(pool=pool, max_tokens=4)), config=HeliumConfig())
         lp = fast.learned_plan
         assert lp.llm_after == {"draft": {"review"}, "review": set()}
-        assert "LLM work after each node (priorities follow the remaining critical path): draft -> review" in lp.summary()
+        assert "orders by it only with HeliumOptions(plan_critical_path=True)): draft -> review" in lp.summary()
         assert lp.remaining_work(lambda prof: 1.0 if prof is None else prof.mean_output_tokens) == {"draft": 1.0}
         fast.batch([{"topic": "rain"}, {"topic": "wind"}])
         assert lp.remaining_work(lambda prof: 1.0 if prof is None else prof.mean_output_tokens) == {"draft": 4.0}
