@@ -11,9 +11,10 @@ pool's own counters include them.
 ``RowTimer`` is a LangChain callback handler that notes when the root run of one input ends,
 so per-input latency can be measured inside a single ``abatch`` (plain or accelerated).
 
-``trace_to_calls`` turns records into the simulator's ``PendingCall`` batch: a call depends on
-every call of the same row made in an earlier LangGraph step; its template's static prefix is the
-longest common prefix (whole blocks) of all calls made by the same node.
+``trace_to_calls`` turns records into the simulator's ``PendingCall`` batch, in a canonical
+arrival order (LangGraph step, then row): a call depends on every call of the same row made in an
+earlier LangGraph step; its template's static prefix is the longest common prefix (whole blocks)
+of all calls made by the same node.
 
 Example:
     >>> rec = CallRecord(row=0, node="ask", step=1, prompt_token_ids=(1, 2, 3), worker_id=0,
@@ -170,6 +171,12 @@ def trace_to_calls(records: Sequence[CallRecord], block_size: int) -> list[Any]:
     """
     from helium_lc.schedule.snapshot import PendingCall
 
+    # a canonical order (step, row, node, prompt), not the recording's: concurrent rows' calls
+    # arrive in a different order from run to run, which made simulated results vary
+    # (reflect: 0.91-1.05x between two runs of the same code)
+    last = float("inf")
+    records = sorted(records, key=lambda r: (last if r.step is None else r.step, last if r.row is None else r.row,
+                                             r.node or "", r.prompt_token_ids))
     by_node: dict[str | None, list[tuple[int, ...]]] = {}
     for r in records:
         by_node.setdefault(r.node, []).append(r.prompt_token_ids)

@@ -71,10 +71,14 @@ def test_trace_to_calls_dependencies_follow_steps_and_prefix_is_block_aligned() 
     records = [rec(0, "expert", 1, (1, 2, 3, 4, 5, 6, 7)), rec(0, "expert", 1, (1, 2, 3, 4, 5, 6, 8)),
                rec(0, "summary", 2, (9, 9, 9)), rec(1, "expert", 1, (1, 2, 3, 4, 5, 6, 9))]
     calls = trace_to_calls(records, block_size=4)
-    assert calls[2].deps == ("c0", "c1") and calls[0].deps == () and calls[3].deps == ()
+    # canonical arrival order: step, then row (row 1's expert before row 0's step-2 summary)
+    assert [c.prompt_token_ids[-1] for c in calls] == [7, 8, 9, 9]
+    assert calls[3].deps == ("c0", "c1") and calls[0].deps == () and calls[2].deps == ()
     assert calls[0].static_prefix_tokens == (1, 2, 3, 4)
-    assert calls[2].static_prefix_tokens == ()  # a node called once has no shared prefix
+    assert calls[3].static_prefix_tokens == ()  # a node called once has no shared prefix
     assert calls[3].est_output_tokens == 3
+    # the order calls happened to be recorded in does not change the batch
+    assert trace_to_calls(records[::-1], block_size=4) == calls
 
 
 def test_profile_validation_names_the_problem() -> None:
