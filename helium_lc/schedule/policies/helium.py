@@ -21,7 +21,9 @@ Organising rule: *order by the TRT, place by cost.*
    prefix's prefill. A hot group whose work exceeds one share spills over to more workers
    (its prefix is replicated). A local search then moves bundles off the most loaded
    worker while that lowers the maximum (a move pays the prefill it loses), so affinity
-   never piles work on one worker while another one idles.
+   never piles work on one worker while another one idles; for independent calls it also
+   swaps two bundles when no move helps (three conversations on two workers: one swap sends
+   each home).
    Work is in seconds on each worker: the cost model's estimate times the worker's
    ``slowdown`` (learned online), so a slower server gets a smaller share.
    Even work ignores how long a dependent call waits for inputs on other workers, so a
@@ -29,8 +31,9 @@ Organising rule: *order by the TRT, place by cost.*
    ``refine_min_workers``) is then re-planned by
    estimated makespan (``_refine.py``): local search from the packed plan and from an
    earliest-finish plan, simulating each candidate with the cost model, each worker's
-   resident prefixes and precedence delays; the best wins (its swaps also fix what greedy
-   packing gets wrong without waits: three conversations on two workers, each sent home).
+   resident prefixes and precedence delays; the best wins. It runs only when some call of
+   the batch waits on another (never online, where pending calls are all ready): without
+   waits the makespan is the largest load, which the packing's local search minimises.
 3. Warm. Each worker gets the static prefixes (>= ``warm_min_tokens``, block aligned) of
    the groups it will serve and does not already hold.
 
