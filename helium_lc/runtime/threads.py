@@ -10,18 +10,17 @@ of ``max_workers`` threads as the loop's default executor while runs are active 
 puts the previous one back when the last run ends. Threads start on demand (an idle one is
 reused first), so a large ceiling costs nothing unless the graph is that wide.
 
-Example:
-    >>> import asyncio, threading, time
-    >>> async def peak_threads(n):
+Example (20 calls that can only finish together: each waits for all the others, so fewer
+threads, e.g. the default executor's six on two cores, would break the barrier after 10 s):
+    >>> import asyncio, threading
+    >>> async def run_together(n):
     ...     loop = asyncio.get_running_loop()
+    ...     barrier = threading.Barrier(n, timeout=10)
     ...     with wide_default_executor(loop, max_workers=64):
-    ...         names = await asyncio.gather(*[loop.run_in_executor(None, _slow_name) for _ in range(n)])
-    ...     return len(set(names))
-    >>> def _slow_name():
-    ...     time.sleep(0.05)
-    ...     return threading.current_thread().name
-    >>> asyncio.run(peak_threads(20))    # 20 at once, not min(32, cores + 4)
-    20
+    ...         await asyncio.gather(*[loop.run_in_executor(None, barrier.wait) for _ in range(n)])
+    ...     return "all together"
+    >>> asyncio.run(run_together(20))
+    'all together'
 """
 
 from __future__ import annotations
