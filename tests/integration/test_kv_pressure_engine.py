@@ -59,7 +59,7 @@ def test_calibration_fits_the_real_engine(pool: Any) -> None:
     assert cost.decode_s(8, 1) > 0
     # the fitted model predicts held-out groups far better than a model 10x off. No absolute
     # bound: the held-out set is a second timing of the same groups on a 2-core machine, and its
-    # error against the first measured 20-105% between CI runs (timing noise, not the fit)
+    # error against the first reached 105% in one CI run where earlier runs stayed under 60%
     from helium_lc.schedule.cost import CostModel, error_report
     wrong = CostModel(prefill_s_per_token=10 * cost.prefill_s_per_token + 1e-3,
                       decode_step_base_s=10 * cost.decode_step_base_s + 0.05)
