@@ -3,12 +3,10 @@
 Each workload of ``examples/workloads`` runs through ``accelerate(app)`` with a
 ``HeliumChatModel`` on a pool of ``SimWorker`` s (no model weights; virtual time), so the
 scheduler plans exactly as it does on engines: the gather window, the row gate, the snapshot
-and the policy. Reported: the run's ``planning_s`` (wall clock inside the scheduler, what
-``last_run_stats().planning_s`` counts) per 1,000 calls sent, median of ``--repeats`` runs after
-one warm-up batch. Issue 13's target is <= 50 ms per 1,000 calls.
-
-On engines the same counter also includes time the scheduler's thread waits for the GIL while
-vLLM processes outputs in the same process, so it reads higher there (scheduling.py prints it).
+and the policy. Reported: the run's ``planning_s`` (what ``last_run_stats().planning_s`` counts:
+the scheduler thread's CPU time less garbage-collection pauses, ``runtime/planning_clock.py``)
+per 1,000 calls sent, median of ``--repeats`` runs, each on a fresh pool. Issue 13's target is
+<= 50 ms per 1,000 calls.
 
 Run (from the repository root, ~1 min):
     .venv/bin/python benchmarks/planning_time.py [--workers 1,2] [--rows 8] [--repeats 3]
