@@ -49,17 +49,15 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return lo
 
 
-def lcp_aligned(a: tuple[int, ...], b: tuple[int, ...], block_size: int) -> int:
-    """Length of the common prefix of ``a`` and ``b`` in whole blocks (binary search on slices)."""
-    lo, hi = 0, min(len(a), len(b)) // block_size
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        n = mid * block_size
-        if a[:n] == b[:n]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo * block_size
+def lcp_aligned(a: Sequence[int], b: Sequence[int], block_size: int) -> int:
+    """Length of the common prefix of ``a`` and ``b`` in whole blocks.
+
+    Example:
+        >>> lcp_aligned((1, 2, 3, 4, 5), (1, 2, 3, 9), 2)
+        2
+    """
+    n = common_prefix_len(a, b)
+    return n - n % block_size
 
 
 class KVCacheFullError(RuntimeError):
