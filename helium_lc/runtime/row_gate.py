@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Sequence
 
-from helium_lc.runtime.sched_model import RowReuseBook, best_row_concurrency, row_footprints
+from helium_lc.runtime.sched_model import PromptBlocks, RowReuseBook, best_row_concurrency, row_footprints
 from helium_lc.schedule.cost import CostModel
 
 __all__ = ["GateCall", "RowGate"]
@@ -47,11 +47,12 @@ RowKey = tuple[int, Hashable]  # (run ticket id, input row)
 
 @dataclass(frozen=True)
 class GateCall:
-    """One pending call of a row-signalling run, as the gate sees it."""
+    """One pending call of a row-signalling run, as the gate sees it: its prompt as token ids
+    or as ``PromptBlocks`` at the book's ``block_size`` (what the scheduler passes)."""
 
     row: RowKey
     app_key: Hashable
-    prompt_token_ids: Sequence[int]
+    prompt: Sequence[int] | PromptBlocks
     est_output_tokens: int
     arrival_seq: int
 
@@ -80,7 +81,7 @@ class RowGate:
         calls = list(calls)
         if not calls:
             return set()
-        shared, own = row_footprints(((c.row, c.prompt_token_ids, c.est_output_tokens) for c in calls),
+        shared, own = row_footprints(((c.row, c.prompt, c.est_output_tokens) for c in calls),
                                      self.reuse.block_size)
         first_seen: dict[RowKey, int] = {}
         app_of: dict[RowKey, Hashable] = {}

@@ -30,8 +30,8 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
@@ -39,7 +39,8 @@ from helium_lc.schedule.radix import KVCacheFullError, RadixCache, common_prefix
 from helium_lc.schedule.snapshot import TemplateKey
 
 __all__ = ["SiteBook", "WorkerModels", "WorkerSpeeds", "RowReuse", "RowReuseBook", "template_for", "common_prefix_len",
-           "choose_warm_prefixes", "row_footprints", "block_keys", "best_row_concurrency"]
+           "choose_warm_prefixes", "row_footprints", "block_keys", "PromptBlocks", "ROW_CHUNK_TOKENS",
+           "best_row_concurrency"]
 
 
 def template_for(prompt: tuple[int, ...], static_prefix: tuple[int, ...] | None) -> TemplateKey | None:
@@ -74,9 +75,11 @@ class SiteBook:
         if s is None:
             self._sites[site] = _Site(prompt)
             return
-        if prompt != s.prefix:
-            n = common_prefix_len(s.prefix, prompt)
-            s.prefix = s.prefix[:n]
+        m = len(s.prefix)
+        if prompt[:m] == s.prefix:  # the common case once the prefix is learned: one comparison
+            s.num_distinct += len(prompt) != m
+        else:
+            s.prefix = s.prefix[:common_prefix_len(s.prefix, prompt)]
             s.num_distinct += 1
 
     def seed(self, site: Hashable, prefix: tuple[int, ...]) -> None:
@@ -280,21 +283,21 @@ def choose_warm_prefixes(candidates: Mapping[int, Iterable[tuple[int, ...]]],
     return out
 
 
-_SHARED = object()  # owner of a block that prompts of two or more rows reach
+#: The row book's and the row gate's unit of KV accounting, in tokens (at least the engine's
+#: block size): their footprints are estimates for admission, and hashing a prompt in 64-token
+#: chunks costs a quarter of hashing it in 16-token blocks.
+ROW_CHUNK_TOKENS = 64
 
 
-@functools.lru_cache(maxsize=256)  # bounded: it keeps its prompts alive
-def block_keys(prompt: tuple[int, ...], block_size: int) -> tuple[int, ...]:
+def block_keys(prompt: Sequence[int], block_size: int) -> tuple[int, ...]:
     """Keys of ``prompt``'s full blocks, each naming its whole prefix (a hash chain).
-
-    Memoised: the row gate and the ``RowReuseBook`` read the same prompts at every plan (held
-    calls at every flush), and hashing is the bulk of their work.
 
     Example:
         >>> a, b = block_keys((1, 2, 3, 4, 5), 2), block_keys((1, 2, 9, 9), 2)
         >>> len(a), a[0] == b[0], a[1] == b[1]
         (2, True, False)
     """
+    prompt = tuple(prompt)
     keys: list[int] = []
     key: Any = None
     for i in range(0, len(prompt) - len(prompt) % block_size, block_size):
@@ -303,43 +306,60 @@ def block_keys(prompt: tuple[int, ...], block_size: int) -> tuple[int, ...]:
     return tuple(keys)
 
 
-def _claim_blocks(owner: dict[Any, Any], row: Hashable, prompt: Sequence[int], block_size: int) -> tuple[int, ...]:
-    """Keys of ``prompt``'s full blocks (``block_keys``); ``owner`` records the first row that
-    reached a block, or ``_SHARED`` once another row reaches it too."""
-    keys = block_keys(tuple(prompt), block_size)
-    for key in keys:
-        o = owner.setdefault(key, row)
-        if o is not _SHARED and o != row:
-            owner[key] = _SHARED
-    return keys
+@dataclass(frozen=True)
+class PromptBlocks:
+    """A prompt as the row book and the row gate see it: the keys of its full blocks
+    (``block_keys``) and the tokens of its partial last block.
+
+    The scheduler computes it once per request, on the caller's thread when the request is
+    submitted (its tokens were just made there and are in that core's cache; a first read of a
+    long prompt on the engine loop's thread costs several times more), and every plan reads it.
+
+    Example:
+        >>> PromptBlocks.of((1, 2, 3, 4, 5), 2).tail_tokens
+        1
+    """
+
+    keys: tuple[int, ...]
+    tail_tokens: int
+
+    @classmethod
+    def of(cls, prompt: Sequence[int], block_size: int) -> "PromptBlocks":
+        """The blocks of ``prompt`` (token ids) at ``block_size``."""
+        return cls(block_keys(prompt, block_size), len(prompt) % block_size)
 
 
-def row_footprints(calls: Iterable[tuple[Hashable, Sequence[int], int]],
+def _blocks(prompt: "Sequence[int] | PromptBlocks", block_size: int) -> PromptBlocks:
+    return prompt if isinstance(prompt, PromptBlocks) else PromptBlocks.of(prompt, block_size)
+
+
+def row_footprints(calls: Iterable[tuple[Hashable, "Sequence[int] | PromptBlocks", int]],
                    block_size: int) -> tuple[int, dict[Hashable, int]]:
     """KV tokens the rows of a batch need: (shared, {row: own}).
 
-    ``calls`` are (row, prompt, estimated output tokens). A full block of the prompt tree
-    that prompts of two or more rows pass through (a common system prompt) counts once in
-    ``shared``; a block only one row's prompts reach (its context, its conversation) counts
-    in that row's ``own``, together with its prompts' partial tail blocks and outputs.
+    ``calls`` are (row, prompt, estimated output tokens); a prompt is its token ids or its
+    ``PromptBlocks`` at ``block_size``. A full block of the prompt tree that prompts of two or
+    more rows pass through (a common system prompt) counts once in ``shared``; a block only one
+    row's prompts reach (its context, its conversation) counts in that row's ``own``, together
+    with its prompts' partial tail blocks and outputs. Set operations over the block keys, no
+    per-block Python loop.
 
     Example (block size 2; rows 0 and 1 share the block (1, 2)):
         >>> row_footprints([(0, (1, 2, 3, 4), 1), (0, (1, 2, 3, 4, 5), 1), (1, (1, 2, 6, 6), 2)], 2)
         (2, {0: 5, 1: 4})
     """
-    owner: dict[Any, Hashable] = {}
+    reached: dict[Hashable, set[int]] = {}
     extra: dict[Hashable, int] = {}
     for row, prompt, out_tokens in calls:
-        _claim_blocks(owner, row, prompt, block_size)
-        extra[row] = extra.get(row, 0) + len(prompt) % block_size + max(0, out_tokens)
-    shared = 0
-    own = dict.fromkeys(extra, 0)
-    for o in owner.values():
-        if o is _SHARED:
-            shared += block_size
-        else:
-            own[o] += block_size
-    return shared, {r: own[r] + extra[r] for r in own}
+        blocks = _blocks(prompt, block_size)
+        reached.setdefault(row, set()).update(blocks.keys)
+        extra[row] = extra.get(row, 0) + blocks.tail_tokens + max(0, out_tokens)
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for keys in reached.values():
+        shared |= seen & keys
+        seen |= keys
+    return block_size * len(shared), {r: block_size * len(b - shared) + extra[r] for r, b in reached.items()}
 
 
 @dataclass
@@ -355,14 +375,22 @@ class RowReuse:
 @dataclass
 class _LiveRow:
     app_key: Hashable
-    blocks: dict[Any, int] = field(default_factory=dict)  # own block -> later waves that re-read it
-    own_tokens: int = 0
-    revisit_tokens: int = 0
+    reached: set[int] = field(default_factory=set)  # blocks this row's prompts reached
+    reads: Counter[int] = field(default_factory=Counter)  # own block -> waves that read it
     decode_steps: int = 0
     in_flight: int = 0   # calls planned and not finished
     wave_steps: int = 0  # longest estimated output of the current wave
-    wave_blocks: set[Any] = field(default_factory=set)  # own blocks the current wave read
+    wave_blocks: set[int] = field(default_factory=set)  # own blocks the current wave read
     waves: int = 0       # waves planned so far
+
+
+@dataclass
+class _RunBlocks:
+    """The blocks the live rows of one run reached: a block only one row reached is that row's
+    own; once a second row reaches it, it is ``shared`` (for the rest of the run)."""
+
+    seen: set[int] = field(default_factory=set)
+    shared: set[int] = field(default_factory=set)
 
 
 class RowReuseBook:
@@ -377,7 +405,9 @@ class RowReuseBook:
     reached (``own_tokens``) and how many of them each later wave read again
     (``revisit_tokens``; a block counts once per wave), plus the decode steps the row took
     (each wave: its longest estimated output). When a row ends its numbers join its app's
-    running means (the last ``window`` rows weigh most).
+    running means (the last ``window`` rows weigh most). The bookkeeping is set operations over
+    block keys (``PromptBlocks``), no per-block Python loop: it runs at every plan. Its
+    ``block_size`` is its unit of accounting; the scheduler uses ``ROW_CHUNK_TOKENS``.
 
     Example (block size 2; row 0's second wave re-reads its block (5, 6), row 1 never does):
         >>> book = RowReuseBook(2)
@@ -393,37 +423,39 @@ class RowReuseBook:
         self.block_size = block_size
         self.window = window
         self._live: dict[tuple[int, Hashable], _LiveRow] = {}
-        self._owner: dict[int, dict[Any, Any]] = {}  # ticket -> block key -> row | _SHARED
+        self._runs: dict[int, _RunBlocks] = {}  # ticket -> the blocks its live rows reached
         self._apps: dict[Hashable, RowReuse] = {}
         self._looping: set[Hashable] = set()  # apps whose graph loops through an LLM node
 
-    def observe(self, app_key: Hashable, ticket: int, calls: Iterable[tuple[Hashable, Sequence[int], int]]) -> None:
-        """Record one plan's calls of a run (``ticket``): (row, prompt, estimated output tokens)."""
-        owner = self._owner.setdefault(ticket, {})
-        touched: dict[Hashable, set[Any]] = {}
+    def observe(self, app_key: Hashable, ticket: int,
+                calls: Iterable[tuple[Hashable, "Sequence[int] | PromptBlocks", int]]) -> None:
+        """Record one plan's calls of a run (``ticket``): (row, prompt, estimated output tokens);
+        a prompt is its token ids or its ``PromptBlocks`` at this book's ``block_size``."""
+        run = self._runs.setdefault(ticket, _RunBlocks())
+        touched: dict[Hashable, set[int]] = {}
         steps: dict[Hashable, int] = {}
         count: dict[Hashable, int] = {}
         bs = self.block_size
         for row, prompt, out_tokens in calls:
-            seen = touched.setdefault(row, set())
-            steps[row] = max(steps.get(row, 0), max(0, out_tokens))
-            count[row] = count.get(row, 0) + 1
-            seen.update(_claim_blocks(owner, row, prompt, bs))
-        for row, seen in touched.items():
             live = self._live.get((ticket, row))
             if live is None:
                 live = self._live[(ticket, row)] = _LiveRow(app_key)
-            mine = {k for k in seen if owner[k] == row}
+            blocks = set(_blocks(prompt, bs).keys)
+            run.shared |= (blocks & run.seen) - live.reached  # another row reached them first
+            run.seen |= blocks
+            live.reached |= blocks
+            touched.setdefault(row, set()).update(blocks)
+            steps[row] = max(steps.get(row, 0), max(0, out_tokens))
+            count[row] = count.get(row, 0) + 1
+        for row, seen in touched.items():
+            live = self._live[(ticket, row)]
+            mine = seen - run.shared
             if live.in_flight <= 0:  # a new wave: its reads of the row's earlier blocks may miss
                 live.wave_blocks = set()
                 live.wave_steps = 0
                 live.waves += 1
             # a block of an earlier wave counts once per wave, whichever plan of the wave reads it
-            for b in mine - live.wave_blocks:
-                if b in live.blocks:
-                    live.blocks[b] += 1
-                else:
-                    live.blocks[b] = 0
+            live.reads.update(mine - live.wave_blocks)
             live.wave_blocks |= mine
             live.decode_steps += max(0, steps[row] - live.wave_steps)
             live.wave_steps = max(live.wave_steps, steps[row])
@@ -438,25 +470,24 @@ class RowReuseBook:
     def finish(self, ticket: int, row: Hashable | None) -> None:
         """Row ``row`` of run ``ticket`` ended (None: every row of it); fold it into its app."""
         keys = [k for k in self._live if k[0] == ticket] if row is None else [(ticket, row)]
-        owner = self._owner.get(ticket, {})
+        run = self._runs.get(ticket, _RunBlocks())
         for k in keys:
             live = self._live.pop(k, None)
             if live is None:
                 continue
             # a block a later row also reached is shared, neither own nor a re-read of this row
-            mine = [b for b in live.blocks if owner.get(b) == k[1]]
-            live.own_tokens = self.block_size * len(mine)
-            live.revisit_tokens = self.block_size * sum(live.blocks[b] for b in mine)
-            for b in mine:  # memory stays bounded by the rows in flight and the shared blocks
-                del owner[b]
+            mine = live.reads.keys() - run.shared
+            own_tokens = self.block_size * len(mine)
+            revisit_tokens = self.block_size * (sum(live.reads[b] for b in mine) - len(mine))
+            run.seen -= live.reached - run.shared  # memory stays bounded by the rows in flight and the shared blocks
             s = self._apps.setdefault(live.app_key, RowReuse())
             s.rows += 1
             n = min(s.rows, self.window)
-            s.own_tokens += (live.own_tokens - s.own_tokens) / n
-            s.revisit_tokens += (live.revisit_tokens - s.revisit_tokens) / n
+            s.own_tokens += (own_tokens - s.own_tokens) / n
+            s.revisit_tokens += (revisit_tokens - s.revisit_tokens) / n
             s.decode_steps += (live.decode_steps - s.decode_steps) / n
         if row is None:
-            self._owner.pop(ticket, None)
+            self._runs.pop(ticket, None)
 
     def estimate(self, app_key: Hashable) -> RowReuse | None:
         """The app's per-row means, or None before any of its rows ended."""
@@ -481,8 +512,8 @@ class RowReuseBook:
         own = reread = 0
         for live in self._live.values():
             if live.app_key == app_key and live.waves >= 2:
-                own += len(live.blocks)
-                reread += sum(live.blocks.values())
+                own += len(live.reads)
+                reread += sum(live.reads.values()) - len(live.reads)
         return reread / own if own else None
 
     def prior(self, app_key: Hashable, *, own_tokens: float, wave_steps: float) -> RowReuse | None:

@@ -58,8 +58,8 @@ from helium_lc.engine.types import (GenerationChunk, GenerationRequest, Generati
                                    StreamInterruptedError, WorkerDiedError)
 from helium_lc.runtime import planning_clock
 from helium_lc.runtime.row_gate import GateCall, RowGate
-from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, WorkerModels, WorkerSpeeds, choose_warm_prefixes,
-                                           template_for)
+from helium_lc.runtime.sched_model import (ROW_CHUNK_TOKENS, PromptBlocks, RowReuse, RowReuseBook, SiteBook, WorkerModels,
+                                           WorkerSpeeds, choose_warm_prefixes, template_for)
 from helium_lc.schedule.cost import CostModel, OutputLengthProfile
 from helium_lc.schedule.policies.helium import WARM_MIN_TOKENS
 from helium_lc.schedule.policies import PolicyTraits, get_policy, policy_traits
@@ -181,6 +181,8 @@ class _Pending:
     arrival_seq: int
     future: "asyncio.Future[_Placement]"
     held: bool = False  # the row gate held it back at least once
+    blocks: PromptBlocks | None = None  # its prompt's blocks for the row book and gate (row-signalling runs)
+    est_output_tokens: int = 1  # from its site's output-length profile, at each gate and plan (_estimate)
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,7 @@ class RuntimeScheduler:
         self.sites = SiteBook()
         self.models = WorkerModels(bs)
         self.speeds = WorkerSpeeds()  # each worker's relative slowdown, from its service times
-        self.reuse = RowReuseBook(bs)
+        self.reuse = RowReuseBook(max(bs, ROW_CHUNK_TOKENS))
         self.gate = RowGate(self.reuse, self.cost)
         self._pending: list[_Pending] = []
         self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -249,9 +251,9 @@ class RuntimeScheduler:
     async def agenerate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
                         ticket: RunTicket | None = None) -> GenerationResult:
         """Schedule and run one request; await from any event loop."""
-        pool = self._pool()
-        return await pool.engine_loop.arun(self._submit(request, options or ScheduleOptions(),
-                                                        ticket or RunTicket()))
+        pool, ticket = self._pool(), ticket or RunTicket()
+        return await pool.engine_loop.arun(self._submit(request, options or ScheduleOptions(), ticket,
+                                                        blocks=self._row_blocks(request, ticket)))
 
     def generate(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
                  ticket: RunTicket | None = None, timeout_s: float | None = None,
@@ -259,8 +261,9 @@ class RuntimeScheduler:
         """Blocking ``agenerate`` (from any thread but the engine loop's); after ``timeout_s``
         the request is cancelled (aborted in the engine) and ``TimeoutError`` raised; cancelling
         ``cancel_scope`` cancels it too."""
-        pool = self._pool()
-        return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket or RunTicket()),
+        pool, ticket = self._pool(), ticket or RunTicket()
+        return pool.engine_loop.run(self._submit(request, options or ScheduleOptions(), ticket,
+                                                 blocks=self._row_blocks(request, ticket)),
                                     timeout_s=timeout_s, cancel_scope=cancel_scope)
 
     async def astream(self, request: GenerationRequest, *, options: ScheduleOptions | None = None,
@@ -271,8 +274,9 @@ class RuntimeScheduler:
         early aborts the engine request. A worker that dies before the first chunk is
         re-planned like any request; one that dies mid-stream raises ``WorkerDiedError``.
         """
-        pool = self._pool()
-        make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket or RunTicket())  # noqa: E731
+        pool, ticket = self._pool(), ticket or RunTicket()
+        blocks = self._row_blocks(request, ticket)
+        make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket, blocks)  # noqa: E731
         async for chunk in pool.engine_loop.aiterate(make):
             yield chunk
 
@@ -281,8 +285,9 @@ class RuntimeScheduler:
                cancel_scope: CancelScope | None = None) -> Iterator[GenerationChunk]:
         """Blocking :meth:`astream` (from any thread but the engine loop's); after ``timeout_s``
         the request is aborted and ``TimeoutError`` raised."""
-        pool = self._pool()
-        make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket or RunTicket())  # noqa: E731
+        pool, ticket = self._pool(), ticket or RunTicket()
+        blocks = self._row_blocks(request, ticket)
+        make = lambda: self._stream_on_loop(request, options or ScheduleOptions(), ticket, blocks)  # noqa: E731
         yield from pool.engine_loop.iterate(make, timeout_s=timeout_s, cancel_scope=cancel_scope)
 
     def row_done(self, ticket: RunTicket, row: int | None = None) -> None:
@@ -352,10 +357,18 @@ class RuntimeScheduler:
             raise RuntimeError("The WorkerPool of this scheduler was garbage-collected; keep a reference to it.")
         return pool
 
+    def _row_blocks(self, request: GenerationRequest, ticket: RunTicket) -> PromptBlocks | None:
+        """The prompt's blocks for the row book and the row gate, for a call of a row-signalling
+        run (else None). Called on the caller's thread, where the prompt was just tokenized."""
+        if ticket.signals_rows and request.origin is not None and request.origin.row is not None:
+            return PromptBlocks.of(request.prompt_token_ids, self.reuse.block_size)
+        return None
+
     async def _stream_on_loop(self, request: GenerationRequest, options: ScheduleOptions,
-                              ticket: RunTicket) -> AsyncIterator[GenerationChunk]:
+                              ticket: RunTicket, blocks: PromptBlocks | None) -> AsyncIterator[GenerationChunk]:
         chunks: asyncio.Queue[GenerationChunk | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self._submit(request, options, ticket, on_chunk=chunks.put_nowait))
+        task = asyncio.ensure_future(self._submit(request, options, ticket, on_chunk=chunks.put_nowait,
+                                                  blocks=blocks))
         task.add_done_callback(lambda _: chunks.put_nowait(None))
         try:
             while (chunk := await chunks.get()) is not None:
@@ -390,8 +403,8 @@ class RuntimeScheduler:
         return result
 
     async def _submit(self, request: GenerationRequest, options: ScheduleOptions,
-                      ticket: RunTicket, on_chunk: Callable[[GenerationChunk], None] | None = None
-                      ) -> GenerationResult:
+                      ticket: RunTicket, on_chunk: Callable[[GenerationChunk], None] | None = None,
+                      blocks: PromptBlocks | None = None) -> GenerationResult:
         loop = asyncio.get_running_loop()
         pool = self._pool()
         origin = request.origin or RequestOrigin()
@@ -399,7 +412,7 @@ class RuntimeScheduler:
         last_exc: BaseException | None = None
         for _ in range(pool.num_workers + 1):  # each death removes a worker: bounded re-plans
             fut: asyncio.Future[_Placement] = loop.create_future()
-            self._pending.append(_Pending(request, site, options, ticket, next(self._arrivals), fut))
+            self._pending.append(_Pending(request, site, options, ticket, next(self._arrivals), fut, blocks=blocks))
             self._arm(loop, options.window_for(pool.num_workers))
             try:
                 placed = await fut
@@ -510,11 +523,12 @@ class RuntimeScheduler:
 
     def _gate_rows(self, group: list[_Pending]) -> list[_Pending]:
         pool = self._pool()
+        self._estimate(group)
         capacity = 0
         for w in pool.alive_worker_ids():
             capacity += self.models.capacity(w, pool.worker(w)) or 0
         gated = {id(p): GateCall((id(p.ticket), p.request.origin.row), p.ticket.app_key,  # type: ignore[union-attr]
-                                 p.request.prompt_token_ids, self._est_output_tokens(p), p.arrival_seq)
+                                 p.blocks or p.request.prompt_token_ids, p.est_output_tokens, p.arrival_seq)
                  for p in group if p.ticket.signals_rows and p.request.origin is not None
                  and p.request.origin.row is not None}
         if not capacity or not gated:
@@ -552,17 +566,21 @@ class RuntimeScheduler:
                     if not p.future.done():
                         p.future.set_exception(exc)
 
-    def _est_output_tokens(self, p: _Pending) -> int:
-        cap = p.request.sampling.max_tokens
-        if self.profile.num_samples(p.site):
-            return max(1, min(cap, self.profile.estimate(p.site)))
-        return max(1, min(cap, self.profile.default_tokens))
+    def _estimate(self, group: list[_Pending]) -> None:
+        """Set each call's ``est_output_tokens`` from its site's output-length profile (capped by
+        its ``max_tokens``)."""
+        profile = self.profile
+        for p in group:
+            cap = p.request.sampling.max_tokens
+            est = profile.estimate(p.site) if profile.num_samples(p.site) else profile.default_tokens
+            p.est_output_tokens = max(1, min(cap, est))
 
     def _plan(self, group: list[_Pending], options: ScheduleOptions) -> None:
         """One step: snapshot, policy, warm-ups, release in planned order, and the record
         ``explain`` shows."""
         live = set(self._pool().alive_worker_ids())  # raises WorkerDiedError when none is left
         t0 = planning_clock.now()  # planning (CPU, less GC): what the rows re-read, the snapshot, the policy
+        self._estimate(group)
         if options.traits.row_major:
             self._observe_rows(group)
         snapshot, labels, models = self._snapshot(group, live)
@@ -595,7 +613,7 @@ class RuntimeScheduler:
             row = None if origin.row is None else rows.setdefault((id(p.ticket), origin.row), len(rows))
             calls.append(PendingCall(
                 call_id=i, prompt_token_ids=prompt, template_key=template_for(prompt, self.sites.static_prefix(p.site)),
-                row=row, est_output_tokens=self._est_output_tokens(p), arrival_seq=p.arrival_seq, call_site=p.site,
+                row=row, est_output_tokens=p.est_output_tokens, arrival_seq=p.arrival_seq, call_site=p.site,
                 downstream_s=self._remaining.get((p.ticket.app_key, origin.node), 0.0)))
             labels.append(f"{origin.node}#{origin.ordinal}/r{origin.row}")
         views, models = [], {}
@@ -617,8 +635,8 @@ class RuntimeScheduler:
             if p.ticket.signals_rows and p.request.origin is not None and p.request.origin.row is not None:
                 by_ticket[id(p.ticket)].append(p)
         for tid, ps in by_ticket.items():
-            self.reuse.observe(ps[0].ticket.app_key, tid, [(p.request.origin.row, p.request.prompt_token_ids,  # type: ignore[union-attr]
-                                                            self._est_output_tokens(p)) for p in ps])
+            self.reuse.observe(ps[0].ticket.app_key, tid, [(p.request.origin.row, p.blocks or p.request.prompt_token_ids,  # type: ignore[union-attr]
+                                                            p.est_output_tokens) for p in ps])
 
     def _warm(self, group: list[_Pending], assignment: Assignment, options: ScheduleOptions,
               models: dict[int, Any]) -> list[tuple[int, tuple[int, ...]]]:

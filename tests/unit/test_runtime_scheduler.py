@@ -229,7 +229,8 @@ def test_row_reuse_book_tells_rereading_rows_from_one_shot_rows() -> None:
         book.observe("mapred", 2, [(row, system + (30 + row,) * 8, 3)])
     book.finish(2, 0)
     book.finish(2, 1)
-    assert len(book._owner[2]) == 2   # only the shared system-prompt blocks stay remembered
+    run = book._runs[2]   # only the shared system-prompt blocks stay remembered
+    assert len(run.seen) == len(run.shared) == 2
     m = book.estimate("mapred")
     assert m is not None and m.rows == 2 and m.revisit_tokens == 0 and m.own_tokens == 8 + 4 + 4 + 8
     assert book.estimate("unknown") is None

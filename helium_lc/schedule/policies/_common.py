@@ -25,6 +25,8 @@ def topo_order(calls: Sequence[PendingCall], key: Callable[[PendingCall], object
     Raises:
         ValueError: the dependencies form a cycle (names a few calls on it).
     """
+    if not any(c.deps for c in calls):  # independent calls (every online plan): a plain sort
+        return [cid for _, _, cid in sorted((key(c), i, c.call_id) for i, c in enumerate(calls))]
     by_id = {c.call_id: c for c in calls}
     unmet = {c.call_id: 0 for c in calls}
     dependents: dict[Hashable, list[PendingCall]] = {}
@@ -77,8 +79,8 @@ def assignment_from(snapshot: Snapshot, global_order: Sequence[Hashable],
 
 def unique_tokens(prompts: Sequence[tuple[int, ...]], block_size: int) -> int:
     """Tokens of the union of ``prompts`` as a prefix tree, counting whole blocks as shared."""
-    if not prompts:
-        return 0
+    if len(prompts) < 2:
+        return len(prompts[0]) if prompts else 0
     ordered = sorted(prompts)
     total = len(ordered[0])
     for prev, cur in zip(ordered, ordered[1:]):

@@ -101,6 +101,10 @@ def _critical_paths(snapshot: Snapshot, order: list[Hashable], by_id: dict[Hasha
     cost = snapshot.cost
     dur = {cid: cost.prefill_s(len(by_id[cid].prompt_token_ids))
            + cost.decode_s(by_id[cid].est_output_tokens, batch) for cid in order}
+    if not any(d in by_id for cid in order for d in by_id[cid].deps):  # independent calls (online plans)
+        first = cost.step_s(1)
+        return ({cid: 0.0 if by_id[cid].ready else first for cid in order},
+                {cid: dur[cid] + tail(by_id[cid]) for cid in order})
     start: dict[Hashable, float] = {}
     for cid in order:
         c = by_id[cid]
@@ -129,10 +133,10 @@ def _priority_list(snapshot: Snapshot, trt: TemplatedRadixTree, start: dict[Hash
     for node in reversed(post):
         vals = [(-cp[c], start[c], calls[c].arrival_seq) for c in node.call_ids]
         vals += [agg[ch.node_id] for ch in node.children.values()]
-        agg[node.node_id] = (min(v[0] for v in vals), min(v[1] for v in vals), min(v[2] for v in vals))
+        agg[node.node_id] = vals[0] if len(vals) == 1 else tuple(map(min, zip(*vals)))  # type: ignore[assignment]
     # unmet dependencies of each child's subtree on its siblings' subtrees
     unmet: dict[int, int] = {}
-    for node in post:
+    for node in (post if trt.num_dependency_edges else ()):  # none between independent calls
         if len(node.children) < 2:
             continue
         owner = {cid: ch.node_id for ch in node.children.values() for cid in trt.subtree_call_ids(ch)}
