@@ -37,15 +37,15 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     """
     a, b = tuple(a), tuple(b)
     n = min(len(a), len(b))
-    if a[:n] == b[:n]:
+    if n and a[n - 1] == b[n - 1] and a[:n] == b[:n]:  # one is a prefix of the other (a learned prefix)
         return n
-    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
+    lo, hi = 0, n  # a[:lo] == b[:lo]; the answer is in [lo, hi]
+    while lo < hi:  # each step compares (copies) only the untested half
+        mid = (lo + hi + 1) // 2
         if a[lo:mid] == b[lo:mid]:
             lo = mid
         else:
-            hi = mid
+            hi = mid - 1
     return lo
 
 

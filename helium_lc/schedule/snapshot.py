@@ -31,6 +31,9 @@ TemplateKey = tuple[Segment, ...]
 
 def static_prefix_of(template_key: TemplateKey | None) -> tuple[int, ...]:
     """The leading literal tokens of a template, up to its first placeholder."""
+    if template_key and not isinstance(template_key[0], str) and (
+            len(template_key) == 1 or isinstance(template_key[1], str)):
+        return tuple(template_key[0])  # one literal run (the runtime's templates): no copy
     out: list[int] = []
     for seg in template_key or ():
         if isinstance(seg, str):

@@ -160,7 +160,11 @@ class TemplatedRadixTree:
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(sorted(node.children.values(), key=key, reverse=True))
+            kids = node.children
+            if len(kids) > 1:
+                stack.extend(sorted(kids.values(), key=key, reverse=True))
+            elif kids:
+                stack.extend(kids.values())
 
     def subtree_call_ids(self, node: TRTNode) -> list[Hashable]:
         """Every call hung on ``node`` or below it."""

@@ -1,9 +1,11 @@
 """Radix KV cache (block size 4, a dozen blocks) and Templated Radix Tree, by hand."""
 
+import random
+
 import pytest
 
 from helium_lc.schedule.lower_bound import lower_bound_tokens
-from helium_lc.schedule.radix import KVCacheFullError, RadixCache
+from helium_lc.schedule.radix import KVCacheFullError, RadixCache, common_prefix_len
 from helium_lc.schedule.snapshot import PendingCall
 from helium_lc.schedule.trt import TemplatedRadixTree
 
@@ -99,3 +101,20 @@ def test_trt_three_templates_two_rows():
         "│  └─ [4 tok, {q}] -> 2 calls: t2/r0, t2/r1",
         "└─ [4 tok, {q}, {answer}] -> 2 calls: t3/r0, t3/r1",
     ])
+
+
+def test_common_prefix_len_matches_a_token_by_token_scan():
+    # the binary search on slices against the obvious loop: prefixes, equal, empty, one-off ends
+    def scan(a, b):
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+    rng = random.Random(7)
+    for _ in range(3000):
+        a = tuple(rng.randrange(3) for _ in range(rng.randrange(40)))
+        b = tuple(rng.randrange(3) for _ in range(rng.randrange(40)))
+        if rng.random() < 0.5:
+            b = a[:rng.randrange(len(a) + 1)] + b
+        assert common_prefix_len(a, b) == scan(a, b) == common_prefix_len(b, a), (a, b)
+    assert common_prefix_len([1, 2, 3], (1, 2, 3)) == 3 and common_prefix_len((), ()) == 0

@@ -288,7 +288,7 @@ def _place(snapshot: Snapshot, units: list[_Unit], opts: HeliumOptions, batch: i
         if key not in unit_cache:
             extra = 0
             if resident(u.group, w) == len(u.group):  # row context can only sit past the prefix
-                extra = max(0, view[w].resident.peek(u.first_prompt) - len(u.group))
+                extra = max(0, resident(u.first_prompt, w) - len(u.group))
             unit_cache[key] = (cost.prefill_s(max(0, u.prefill_tokens - extra)) + u.decode_work_s) * slow[w]
         return unit_cache[key]
 
