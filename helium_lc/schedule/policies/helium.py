@@ -25,7 +25,9 @@ Organising rule: *order by the TRT, place by cost.*
    swaps two bundles when no move helps (three conversations on two workers: one swap sends
    each home).
    Work is in seconds on each worker: the cost model's estimate times the worker's
-   ``slowdown`` (learned online), so a slower server gets a smaller share.
+   ``slowdown`` (learned online), so a slower server gets a smaller share. With one live
+   worker and no call waiting on another there is nothing to place or to re-plan: the
+   priority list is the order.
    Even work ignores how long a dependent call waits for inputs on other workers, so a
    small batch (<= ``refine_max_calls``; online only with two or more workers,
    ``refine_min_workers``) is then re-planned by
@@ -56,7 +58,7 @@ from typing import Hashable
 
 from helium_lc.schedule.policies._common import assignment_from, topo_order, unique_tokens
 from helium_lc.schedule.policies._refine import PlanEstimator, earliest_finish_plan, refine
-from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot
+from helium_lc.schedule.snapshot import Assignment, PendingCall, Snapshot, WorkerView
 from helium_lc.schedule.trt import TemplatedRadixTree, TRTNode
 
 
@@ -191,21 +193,32 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
     trt = TemplatedRadixTree.build(snapshot.calls)
     topo = topo_order(snapshot.calls, lambda c: c.arrival_seq)
     start, cp = _critical_paths(snapshot, topo, by_id, batch, opts.plan_critical_path)
-    level: dict[Hashable, int] = {}
-    for cid in topo:
-        level[cid] = 1 + max((level[d] for d in by_id[cid].deps if d in by_id), default=-1)
     priority = _priority_list(snapshot, trt, start, cp)
-
-    # ---- bundles of (group, row), in priority order
-    units: dict[tuple[object, ...], _Unit] = {}
     group_of_node: dict[int, tuple[int, ...]] = {}
-    for cid in priority:
-        c = by_id[cid]
+
+    def group(cid: Hashable) -> tuple[int, ...]:  # the call's static prefix in whole blocks
         node_id = trt.leaf_of[cid].node_id
         g = group_of_node.get(node_id)
         if g is None:
             g = trt.static_prefix_tokens(cid)
             g = group_of_node[node_id] = g[: len(g) - len(g) % bs]
+        return g
+
+    # some call waits on another call of the batch: then loads are not the makespan
+    waits = trt.num_dependency_edges > 0
+    if len(workers) == 1 and not waits:  # one place, no waits: the priority list is the order
+        w = workers[0].worker_id
+        return Assignment(order={w: tuple(priority)},
+                          warm=_warm_lists([(w, group(cid)) for cid in priority], workers, opts, bs))
+    level: dict[Hashable, int] = {}
+    for cid in topo:
+        level[cid] = 1 + max((level[d] for d in by_id[cid].deps if d in by_id), default=-1)
+
+    # ---- bundles of (group, row), in priority order
+    units: dict[tuple[object, ...], _Unit] = {}
+    for cid in priority:
+        c = by_id[cid]
+        g = group(cid)
         # calls of one row that diverge right after the static prefix (e.g. several agents'
         # conversations from one input row) are separate bundles: each can follow its own
         # resident context
@@ -222,8 +235,6 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
         prompts = [by_id[c].prompt_token_ids for c in u.call_ids]
         u.prefill_tokens = max(0, unique_tokens(prompts, bs) - len(u.group))
     unit_list = sorted(units.values(), key=lambda u: u.level)  # stable: priority order inside a level
-    # some call waits on another call of the batch: then loads are not the makespan
-    waits = any(d in by_id for c in snapshot.calls for d in c.deps)
     worker_of_unit = _place(snapshot, unit_list, opts, batch, swaps=not waits)
 
     worker_of = {cid: worker_of_unit[i] for i, u in enumerate(unit_list) for cid in u.call_ids}
@@ -236,13 +247,20 @@ def helium(snapshot: Snapshot, options: HeliumOptions | None = None) -> Assignme
         served = [(w, group_of[cid]) for w, ids in plan.order.items() for cid in ids]
     else:
         served = [(worker_of_unit[i], u.group) for i, u in enumerate(unit_list)]
+    return Assignment(order=plan.order, warm=_warm_lists(served, workers, opts, bs))
+
+
+def _warm_lists(served: list[tuple[int, tuple[int, ...]]], workers: tuple[WorkerView, ...], opts: HeliumOptions,
+                bs: int) -> dict[int, tuple[tuple[int, ...], ...]]:
+    """Per worker, the static prefixes (whole blocks) of the groups it serves, in serving order,
+    that are long enough to warm and not resident there."""
     warm: dict[int, list[tuple[int, ...]]] = {}
     view = {w.worker_id: w for w in workers}
     for w, g in served:
         if (len(g) >= max(opts.warm_min_tokens, bs) and g not in warm.setdefault(w, [])
                 and view[w].resident.peek(g) < len(g)):
             warm[w].append(g)
-    return Assignment(order=plan.order, warm={w: tuple(p) for w, p in warm.items() if p})
+    return {w: tuple(p) for w, p in warm.items() if p}
 
 
 def _refined(snapshot: Snapshot, plan: Assignment, final: list[Hashable], batch: int,
