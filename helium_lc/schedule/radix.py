@@ -284,9 +284,8 @@ class RadixCache:
                 pos += klen
                 node = child
                 continue
-            m = bs
-            while m < klen and pos + m + bs <= end and tokens[pos + m:pos + m + bs] == child.key[m:m + bs]:
-                m += bs
+            # the first block matched (the child's key); whole blocks past it, by binary search
+            m = bs + lcp_aligned(tokens[pos + bs:end], child.key[bs:klen], bs)
             return pos + m, node, child, m
         return pos, node, None, 0
 

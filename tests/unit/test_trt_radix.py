@@ -118,3 +118,20 @@ def test_common_prefix_len_matches_a_token_by_token_scan():
             b = a[:rng.randrange(len(a) + 1)] + b
         assert common_prefix_len(a, b) == scan(a, b) == common_prefix_len(b, a), (a, b)
     assert common_prefix_len([1, 2, 3], (1, 2, 3)) == 3 and common_prefix_len((), ()) == 0
+
+
+def test_peek_is_the_longest_whole_block_prefix_of_anything_inserted():
+    # unbounded (nothing evicted): what is resident for q is its longest block-aligned common
+    # prefix with any inserted sequence, however the tree split its nodes
+    rng = random.Random(11)
+    for bs in (1, 2, 4):
+        cache, inserted = RadixCache(block_size=bs), []
+        for _ in range(200):
+            base = rng.choice(inserted) if inserted and rng.random() < 0.7 else ()
+            t = base[:rng.randrange(len(base) + 1)] + tuple(rng.randrange(3) for _ in range(rng.randrange(1, 30)))
+            q = rng.choice(inserted + [t])
+            q = q[:rng.randrange(len(q) + 1)] + tuple(rng.randrange(3) for _ in range(rng.randrange(4)))
+            want = max((common_prefix_len(q, s) // bs * bs for s in inserted), default=0)
+            assert cache.peek(q) == want, (bs, q)
+            cache.insert(t)
+            inserted.append(t)
