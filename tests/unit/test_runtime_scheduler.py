@@ -19,7 +19,7 @@ from helium_lc import HeliumChatModel, HeliumConfig, accelerate
 from helium_lc.engine.pool import WorkerPool
 from helium_lc.engine.sim import SimWorker
 from helium_lc.engine.types import GenerationRequest, RequestOrigin, SamplingSpec
-from helium_lc.runtime.sched_model import (RowReuse, RowReuseBook, SiteBook, best_row_concurrency, choose_warm_prefixes,
+from helium_lc.runtime.sched_model import (PromptBlocks, RowReuse, RowReuseBook, SiteBook, best_row_concurrency, choose_warm_prefixes,
                                            row_footprints, template_for)
 from helium_lc.explain import scheduler_text
 from helium_lc.runtime.scheduler import RunTicket, ScheduleOptions, scheduler_for
@@ -142,6 +142,8 @@ def test_row_footprints_split_shared_and_own_blocks() -> None:
     calls = [(0, system + c0 + (7, 7, 7, 7, 9, 9), 3), (0, system + c0 + (8, 8, 8, 8), 3),
              (1, system + c1 + (7, 7, 7, 7), 5)]
     assert row_footprints(calls, 4) == (8, {0: 4 + 8 + 2 + 6, 1: 4 + 4 + 5})
+    # the scheduler passes each prompt's blocks, hashed once on the caller's thread: same answer
+    assert row_footprints([(r, PromptBlocks.of(p, 4), o) for r, p, o in calls], 4) == row_footprints(calls, 4)
 
 
 def test_row_gate_admits_rows_as_kv_allows_until_row_done(monkeypatch: pytest.MonkeyPatch) -> None:
